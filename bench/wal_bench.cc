@@ -33,6 +33,8 @@ using namespace dtx;
 using Clk = std::chrono::steady_clock;
 
 struct RunResult {
+  double records_per_batch = 0;
+  double sync_us = 0;  // mean fdatasync of a batch
   double records_per_s = 0;
   double p50_us = 0;
   double p99_us = 0;
@@ -168,7 +170,11 @@ RunResult run_wal_threads(const std::string& dir, int threads, size_t record_byt
   std::vector<int64_t> all;
   for (auto& v : lat)
     all.insert(all.end(), v.begin(), v.end());
-  return summarize(std::move(all), elapsed);
+  RunResult r = summarize(std::move(all), elapsed);
+  auto st = log->stats();
+  r.records_per_batch = static_cast<double>(st.records) / static_cast<double>(st.batches);
+  r.sync_us = static_cast<double>(st.batch_sync_ns) / 1000.0 / static_cast<double>(st.batches);
+  return r;
 }
 
 RunResult run_wal_async(const std::string& dir, int appenders, size_t record_bytes,
@@ -203,7 +209,11 @@ RunResult run_wal_async(const std::string& dir, int appenders, size_t record_byt
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   stop = true;
   loop_thread.join();
-  return summarize(std::move(lat), elapsed);
+  RunResult r = summarize(std::move(lat), elapsed);
+  auto st = log->stats();
+  r.records_per_batch = static_cast<double>(st.records) / static_cast<double>(st.batches);
+  r.sync_us = static_cast<double>(st.batch_sync_ns) / 1000.0 / static_cast<double>(st.batches);
+  return r;
 }
 
 double median(std::vector<double> v) {
@@ -226,6 +236,9 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--record-bytes", record_bytes, "payload bytes per record")
       ->default_val(record_bytes);
+  std::vector<std::string> only;
+  app.add_option("--rows", only, "run only these rows: 1, 8, 64, async (default: all)")
+      ->delimiter(',');
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
@@ -239,33 +252,47 @@ int main(int argc, char** argv) {
     std::string name;
     std::function<RunResult()> run;
   };
-  std::vector<Row> rows = {
+  std::vector<Row> all_rows = {
       {"1 thread", [&] { return run_wal_threads(wal_dir, 1, record_bytes, seconds); }},
       {"8 threads", [&] { return run_wal_threads(wal_dir, 8, record_bytes, seconds); }},
       {"64 threads", [&] { return run_wal_threads(wal_dir, 64, record_bytes, seconds); }},
       {"64 async, 1 loop", [&] { return run_wal_async(wal_dir, 64, record_bytes, seconds); }},
   };
+  const std::vector<std::string> keys = {"1", "8", "64", "async"};
+  std::vector<Row> rows;
+  for (size_t i = 0; i < all_rows.size(); ++i) {
+    if (only.empty() || std::find(only.begin(), only.end(), keys[i]) != only.end()) {
+      rows.push_back(all_rows[i]);
+    }
+  }
+  if (rows.empty()) die("--rows: expected some of 1, 8, 64, async");
 
   fmt::print("dtx-wal-bench: {}-byte records, fdatasync on, {} pairs of {:.1f} s runs, in {}\n",
              record_bytes, pairs, seconds, dir);
-  fmt::print("{:<18} {:>12} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8}\n", "appenders", "records/s",
-             "p50 us", "p99 us", "raw rec/s", "raw p50", "raw p99", "x raw");
+  fmt::print("{:<18} {:>12} {:>10} {:>10} {:>10} {:>10} {:>12} {:>10} {:>10} {:>8}\n", "appenders",
+             "records/s", "p50 us", "p99 us", "rec/batch", "sync us", "raw rec/s", "raw p50",
+             "raw p99", "x raw");
   for (auto& row : rows) {
-    std::vector<double> ratios, wal_rps, wal_p50, wal_p99, raw_rps, raw_p50, raw_p99;
+    std::vector<double> ratios, per_batch, sync_us, wal_rps, wal_p50, wal_p99, raw_rps, raw_p50,
+        raw_p99;
     for (int p = 0; p < pairs; ++p) {
       RunResult raw = run_raw(raw_path, raw_bytes, record_bytes, seconds);
       RunResult w = row.run();
       ratios.push_back(w.records_per_s / raw.records_per_s);
       wal_rps.push_back(w.records_per_s);
+      per_batch.push_back(w.records_per_batch);
+      sync_us.push_back(w.sync_us);
       wal_p50.push_back(w.p50_us);
       wal_p99.push_back(w.p99_us);
       raw_rps.push_back(raw.records_per_s);
       raw_p50.push_back(raw.p50_us);
       raw_p99.push_back(raw.p99_us);
     }
-    fmt::print("{:<18} {:>12.0f} {:>10.0f} {:>10.0f} {:>12.0f} {:>10.0f} {:>10.0f} {:>7.2f}x\n",
-               row.name, median(wal_rps), median(wal_p50), median(wal_p99), median(raw_rps),
-               median(raw_p50), median(raw_p99), median(ratios));
+    fmt::print(
+        "{:<18} {:>12.0f} {:>10.0f} {:>10.0f} {:>10.1f} {:>10.0f} {:>12.0f} {:>10.0f} {:>10.0f} "
+        "{:>7.2f}x\n",
+        row.name, median(wal_rps), median(wal_p50), median(wal_p99), median(per_batch),
+        median(sync_us), median(raw_rps), median(raw_p50), median(raw_p99), median(ratios));
     std::fflush(stdout);
   }
   std::filesystem::remove_all(dir);

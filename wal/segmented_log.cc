@@ -2,8 +2,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -280,49 +286,98 @@ Status SegmentedLog::start_segment(uint64_t seq, uint64_t first_lsn) {
 // ---------------------------------------------------------------------------
 // Appending
 
-Result<uint64_t> SegmentedLog::append(uint16_t type, std::span<const uint8_t> payload,
-                                      AppendCallback cb) {
+Status SegmentedLog::check_append(uint16_t type, std::span<const uint8_t> payload) {
   if (type == 0) return error(Code::invalid_argument, "wal: record type 0 is reserved");
   if (payload.size() > opt_.record_payload_bytes_max) {
     return error(Code::invalid_argument, "wal: record of " + std::to_string(payload.size()) +
                                              " bytes exceeds the limit of " +
                                              std::to_string(opt_.record_payload_bytes_max));
   }
+  return ok_status();
+}
+
+Status SegmentedLog::closed_status() const {
+  if (failed_.load()) return error(Code::closed, "wal failed: " + failure_.describe());
+  return error(Code::closed, "wal is closed");
+}
+
+uint64_t SegmentedLog::add_record(std::unique_lock<std::mutex>& lock, uint16_t type,
+                                  std::span<const uint8_t> payload, uint32_t pcrc,
+                                  AppendCallback cb) {
+  const size_t need = kRecordHeaderBytes + payload.size();
+  space_cv_.wait(lock, [&] {
+    return failed_.load() || closing_ || filling_.bytes.size() + need <= opt_.buffer_bytes;
+  });
+  if (failed_.load() || closing_) return 0;
+  const uint64_t lsn = next_lsn_++;
+  if (filling_.count == 0) filling_.first_lsn = lsn;
+  const size_t at = filling_.bytes.size();
+  filling_.bytes.resize(at + need);
+  encode_record_header(filling_.bytes.data() + at, static_cast<uint32_t>(payload.size()),
+                       record_crc(pcrc, lsn, type, 0), lsn, type);
+  if (!payload.empty()) {
+    std::memcpy(filling_.bytes.data() + at + kRecordHeaderBytes, payload.data(), payload.size());
+  }
+  filling_.count += 1;
+  if (cb) filling_.callbacks.emplace_back(lsn, std::move(cb));
+  return lsn;
+}
+
+Result<uint64_t> SegmentedLog::append(uint16_t type, std::span<const uint8_t> payload,
+                                      AppendCallback cb) {
+  DTX_RETURN_IF_ERROR(check_append(type, payload));
   // Checksum the payload before taking the lock; only the 12 bytes that
   // depend on the LSN are added under it.
   const uint32_t pcrc = payload_crc(seed_, payload);
-  const size_t need = kRecordHeaderBytes + payload.size();
   uint64_t lsn;
   bool wake;
   {
     std::unique_lock lock(mu_);
-    space_cv_.wait(lock, [&] {
-      return failed_.load() || closing_ || filling_.bytes.size() + need <= opt_.buffer_bytes;
-    });
-    if (failed_.load()) return error(Code::closed, "wal failed: " + failure_.describe());
-    if (closing_) return error(Code::closed, "wal is closed");
-    lsn = next_lsn_++;
-    if (filling_.count == 0) filling_.first_lsn = lsn;
-    const size_t at = filling_.bytes.size();
-    filling_.bytes.resize(at + need);
-    encode_record_header(filling_.bytes.data() + at, static_cast<uint32_t>(payload.size()),
-                         record_crc(pcrc, lsn, type, 0), lsn, type);
-    if (!payload.empty()) {
-      std::memcpy(filling_.bytes.data() + at + kRecordHeaderBytes, payload.data(), payload.size());
-    }
-    filling_.count += 1;
-    if (cb) filling_.callbacks.emplace_back(lsn, std::move(cb));
-    wake = filling_.count == 1 && !flushing_;
+    lsn = add_record(lock, type, payload, pcrc, std::move(cb));
+    if (lsn == 0) return closed_status();
+    // Wake the flusher when it is idle (first record) or gathering a cohort
+    // that is now complete.
+    wake = filling_.count == 1 || filling_.count == expected_batch_;
   }
   if (wake) flusher_cv_.notify_one();
   return lsn;
 }
 
 Result<uint64_t> SegmentedLog::append_sync(uint16_t type, std::span<const uint8_t> payload) {
-  auto lsn = append(type, payload);
-  if (!lsn.ok()) return lsn;
-  DTX_RETURN_IF_ERROR(wait_durable(*lsn));
+  DTX_RETURN_IF_ERROR(check_append(type, payload));
+  const uint32_t pcrc = payload_crc(seed_, payload);
+  uint64_t lsn;
+  {
+    std::unique_lock lock(mu_);
+    lsn = add_record(lock, type, payload, pcrc, nullptr);
+    if (lsn == 0) return closed_status();
+    // The appender that completes the expected cohort (a lone appender is a
+    // cohort of one) writes and syncs the batch on its own thread when no
+    // flush is running: no hand-off to the flusher thread and back.
+    if (!flushing_ && filling_.count >= expected_batch_) {
+      if (flush_holding_token(lock) < 0) return closed_status();
+      return lsn;
+    }
+    if (filling_.count == 1) flusher_cv_.notify_one();  // start the gathering clock
+  }
+  DTX_RETURN_IF_ERROR(wait_durable_unchecked(lsn));
   return lsn;
+}
+
+int64_t SegmentedLog::flush_holding_token(std::unique_lock<std::mutex>& lock) {
+  flushing_ = true;
+  take_batch();
+  lock.unlock();
+  space_cv_.notify_all();
+  const int64_t sync_ns = flush(flushing_buf_);
+  lock.lock();
+  finish_batch(sync_ns);
+  batches_done_ += 1;
+  token_cv_.notify_all();
+  // Records that arrived meanwhile, a gathering flusher (its cohort just
+  // changed) or a closing log need the flusher thread's attention.
+  if (filling_.count > 0 || gathering_ || closing_) flusher_cv_.notify_one();
+  return sync_ns;
 }
 
 Status SegmentedLog::wait_durable(uint64_t lsn) {
@@ -334,39 +389,79 @@ Status SegmentedLog::wait_durable(uint64_t lsn) {
                    "wal: LSN " + std::to_string(lsn) + " was never appended");
     }
   }
+  return wait_durable_unchecked(lsn);
+}
+
+Status SegmentedLog::wait_durable_unchecked(uint64_t lsn) {
   for (;;) {
     // Load the progress counter before testing, so a batch completing in
-    // between changes it and the wait below returns at once.
-    const uint32_t p = progress_.load(std::memory_order_acquire);
+    // between changes it and the futex wait below returns at once.
+    const uint32_t p = progress_.load(std::memory_order_seq_cst);
     if (durable_lsn_.load(std::memory_order_acquire) >= lsn) return ok_status();
     if (failed_.load(std::memory_order_acquire)) {
       std::lock_guard lock(mu_);
       return error(Code::closed, "wal failed: " + failure_.describe());
     }
-    progress_.wait(p, std::memory_order_acquire);
+    progress_waiters_.fetch_add(1, std::memory_order_seq_cst);
+    if (progress_.load(std::memory_order_seq_cst) == p) {
+      ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&progress_), FUTEX_WAIT_PRIVATE, p, nullptr,
+                nullptr, 0);
+    }
+    progress_waiters_.fetch_sub(1, std::memory_order_relaxed);
   }
+}
+
+void SegmentedLog::publish_progress() {
+  progress_.fetch_add(1, std::memory_order_seq_cst);
+  if (progress_waiters_.load(std::memory_order_seq_cst) > 0) {
+    ::syscall(SYS_futex, reinterpret_cast<uint32_t*>(&progress_), FUTEX_WAKE_PRIVATE, INT_MAX,
+              nullptr, nullptr, 0);
+  }
+}
+
+void SegmentedLog::take_batch() {
+  std::swap(filling_, flushing_buf_);
+  filling_.first_lsn = next_lsn_;
+}
+
+void SegmentedLog::finish_batch(int64_t sync_ns) {
+  expected_batch_ = std::clamp<uint32_t>(flushing_buf_.count, 1, 4096);
+  if (sync_ns > 0) {
+    // Gather for about one fdatasync (a moving average), within bounds.
+    gather_ns_ = std::clamp<int64_t>((gather_ns_ * 7 + sync_ns) / 8, 20'000, 2'000'000);
+  }
+  flushing_buf_.bytes.resize(kBatchHeaderBytes);
+  flushing_buf_.count = 0;
+  flushing_buf_.callbacks.clear();
+  flushing_ = false;
 }
 
 void SegmentedLog::flusher_loop() {
+  std::unique_lock lock(mu_);
   for (;;) {
-    {
-      std::unique_lock lock(mu_);
-      flushing_ = false;
-      flusher_cv_.wait(lock, [&] { return filling_.count > 0 || closing_ || failed_.load(); });
-      if (failed_.load() || filling_.count == 0) return;  // failed, or closing and drained
-      std::swap(filling_, flushing_buf_);
-      filling_.first_lsn = next_lsn_;
-      flushing_ = true;
+    flusher_cv_.wait(
+        lock, [&] { return failed_.load() || (!flushing_ && (filling_.count > 0 || closing_)); });
+    if (failed_.load() || filling_.count == 0) return;  // failed, or closing and drained
+    // Gather the cohort the last batch released, for about one fdatasync.
+    // A batch flushed meanwhile by a blocking appender starts a new cohort;
+    // a half-full buffer or closing cuts the wait short.
+    if (filling_.count < expected_batch_ && !closing_) {
+      const uint64_t cohort = batches_done_;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(gather_ns_);
+      gathering_ = true;
+      flusher_cv_.wait_until(lock, deadline, [&] {
+        return filling_.count >= expected_batch_ || closing_ || failed_.load() ||
+               batches_done_ != cohort || filling_.bytes.size() >= opt_.buffer_bytes / 2;
+      });
+      gathering_ = false;
+      if (failed_.load()) return;
+      if (flushing_ || batches_done_ != cohort || filling_.count == 0) continue;
     }
-    space_cv_.notify_all();
-    flush(flushing_buf_);
-    flushing_buf_.bytes.resize(kBatchHeaderBytes);
-    flushing_buf_.count = 0;
-    flushing_buf_.callbacks.clear();
+    if (flush_holding_token(lock) < 0) return;
   }
 }
 
-void SegmentedLog::flush(Buffer& b) {
+int64_t SegmentedLog::flush(Buffer& b) {
   const size_t batch_bytes = b.bytes.size();
   encode_batch_header(b.bytes.data(), seed_, b.first_lsn, b.count,
                       static_cast<uint32_t>(batch_bytes - kBatchHeaderBytes));
@@ -381,14 +476,18 @@ void SegmentedLog::flush(Buffer& b) {
     if (!opt_.preallocate_in_background) {
       seq = active_seq_ + 1;
       Status s = create_segment_file(seq);
-      if (!s.ok()) return fail(s);
+      if (!s.ok()) {
+        fail(s);
+        return -1;
+      }
     } else {
       std::unique_lock lock(seg_mu_);
       prealloc_cv_.wait(lock, [&] { return prealloc_seq_ != 0 || !prealloc_error_.ok(); });
       if (!prealloc_error_.ok()) {
         Status s = prealloc_error_;
         lock.unlock();
-        return fail(s);
+        fail(s);
+        return -1;
       }
       seq = prealloc_seq_;
       prealloc_seq_ = 0;
@@ -396,11 +495,21 @@ void SegmentedLog::flush(Buffer& b) {
     }
     prealloc_cv_.notify_all();
     Status s = start_segment(seq, b.first_lsn);
-    if (!s.ok()) return fail(s);
+    if (!s.ok()) {
+      fail(s);
+      return -1;
+    }
   }
   Status s = write_all(*active_file_, active_offset_, b.bytes);
+  const auto t0 = std::chrono::steady_clock::now();
   if (s.ok()) s = active_file_->datasync();
-  if (!s.ok()) return fail(s);
+  const int64_t sync_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  if (!s.ok()) {
+    fail(s);
+    return -1;
+  }
   active_offset_ += batch_bytes;
   {
     std::lock_guard lock(seg_mu_);
@@ -409,22 +518,24 @@ void SegmentedLog::flush(Buffer& b) {
     stats_.batches += 1;
     stats_.bytes += batch_bytes;
     stats_.syncs += 1;
+    stats_.batch_sync_ns += static_cast<uint64_t>(sync_ns);
   }
   const uint64_t last = b.first_lsn + b.count - 1;
   durable_lsn_.store(last, std::memory_order_release);
-  progress_.fetch_add(1, std::memory_order_acq_rel);
-  progress_.notify_all();
-  if (b.callbacks.empty()) return;
-  if (opt_.callback_executor) {
-    opt_.callback_executor([cbs = std::move(b.callbacks)]() mutable {
-      for (auto& [lsn, cb] : cbs)
+  publish_progress();
+  if (!b.callbacks.empty()) {
+    if (opt_.callback_executor) {
+      opt_.callback_executor([cbs = std::move(b.callbacks)]() mutable {
+        for (auto& [lsn, cb] : cbs)
+          cb(lsn, ok_status());
+      });
+      b.callbacks = {};
+    } else {
+      for (auto& [lsn, cb] : b.callbacks)
         cb(lsn, ok_status());
-    });
-    b.callbacks = {};
-  } else {
-    for (auto& [lsn, cb] : b.callbacks)
-      cb(lsn, ok_status());
+    }
   }
+  return std::max<int64_t>(sync_ns, 1);
 }
 
 void SegmentedLog::fail(const Status& s) {
@@ -444,8 +555,7 @@ void SegmentedLog::fail(const Status& s) {
   spdlog::critical("wal {}: {}; the log accepts no more appends", opt_.dir, s.describe());
   space_cv_.notify_all();
   flusher_cv_.notify_all();
-  progress_.fetch_add(1, std::memory_order_acq_rel);
-  progress_.notify_all();
+  publish_progress();
   for (auto& [lsn, cb] : orphans)
     cb(lsn, failure);
   if (opt_.on_fatal) {
@@ -521,6 +631,11 @@ Status SegmentedLog::close() {
   flusher_cv_.notify_all();
   space_cv_.notify_all();
   if (flusher_.joinable()) flusher_.join();
+  {
+    // A lone appender may still be flushing on its own thread.
+    std::unique_lock lock(mu_);
+    token_cv_.wait(lock, [&] { return !flushing_; });
+  }
   {
     std::lock_guard lock(seg_mu_);
     prealloc_stop_ = true;

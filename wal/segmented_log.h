@@ -7,10 +7,14 @@
 //   - An append completes (wait_durable returns ok, the callback runs with
 //     ok) only after the fdatasync covering its batch returned ok. Records
 //     become durable in LSN order and LSNs have no gaps.
-//   - Group commit: one flusher thread writes everything appended since its
-//     last write as one batch with one write and one fdatasync. While it
-//     syncs, new appends collect in a second buffer, so batches grow with
-//     load and a lone appender never waits for a timer.
+//   - Group commit: one flush at a time writes everything appended since the
+//     last one as one batch with one write and one fdatasync. While it syncs,
+//     new appends collect in a second buffer. Batching adapts to load: the
+//     flusher thread gathers until as many records are pending as the last
+//     batch carried (the appenders it just released come back), for at most
+//     about one fdatasync's time; a lone blocking appender that finds the log
+//     idle writes and syncs its record on its own thread, with no hand-off
+//     and no timer.
 //   - After a failed write or fdatasync the log is failed for good (W5): no
 //     further append is accepted, every waiter gets Code::closed, and
 //     Options::on_fatal runs (by default: log and abort the process).
@@ -22,8 +26,10 @@
 //     point gets Code::compacted (W4).
 //
 // Threading: every public method is thread-safe. Callbacks run on the
-// flusher thread, or are handed, one closure per batch, to
-// Options::callback_executor when set; they must not block on the log.
+// thread that flushed their batch (the flusher thread, or a blocking
+// appender that flushed its cohort itself), or are handed, one closure per
+// batch, to Options::callback_executor when set; they must not block on the
+// log.
 #pragma once
 
 #include <atomic>
@@ -61,11 +67,12 @@ struct Options {
   uint64_t log_id = 0;
   // The file system; null means POSIX.
   FileSystem* fs = nullptr;
-  // Runs on the flusher thread when a write or fdatasync fails. Default:
+  // Runs on the flushing thread when a write or fdatasync fails. Default:
   // log a critical line and abort the process (W5).
   std::function<void(const Status&)> on_fatal;
   // When set, async completions of one batch are handed to it as one
-  // closure (e.g. posted to an event loop) instead of run on the flusher.
+  // closure (e.g. posted to an event loop) instead of run on the flushing
+  // thread.
   std::function<void(std::function<void()>)> callback_executor;
   // Create the next segment in a background thread ahead of need (true), or
   // synchronously when the flusher needs it (deterministic tests).
@@ -75,8 +82,9 @@ struct Options {
 struct LogStats {
   uint64_t records = 0;
   uint64_t batches = 0;
-  uint64_t bytes = 0;  // bytes written, batch headers included
-  uint64_t syncs = 0;  // fdatasync calls by the flusher (batches + rotations)
+  uint64_t bytes = 0;          // bytes written, batch headers included
+  uint64_t syncs = 0;          // fdatasync calls by the flusher (batches + rotations)
+  uint64_t batch_sync_ns = 0;  // time spent in the batches' fdatasync calls
   uint64_t segments_created = 0;
   uint64_t segments_removed = 0;
   uint64_t torn_bytes_cut = 0;  // at open: bytes of a torn tail cut off
@@ -197,8 +205,23 @@ class SegmentedLog {
   Status create_segment_file(uint64_t seq);
   Status start_segment(uint64_t seq, uint64_t first_lsn);
   void flusher_loop();
+  // Adds the record to filling_; requires mu_. Returns the LSN.
+  uint64_t add_record(std::unique_lock<std::mutex>& lock, uint16_t type,
+                      std::span<const uint8_t> payload, uint32_t pcrc, AppendCallback cb);
+  Status check_append(uint16_t type, std::span<const uint8_t> payload);
+  Status closed_status() const;  // requires mu_
+  // Takes the token (free, with records pending), flushes filling_ and
+  // releases it. Returns the fdatasync's duration, or -1 if the log failed.
+  int64_t flush_holding_token(std::unique_lock<std::mutex>& lock);
+  Status wait_durable_unchecked(uint64_t lsn);
+  // Takes filling_ as the next batch (requires mu_ and the token).
+  void take_batch();
+  // After a flush: frees the buffer, learns the cohort size, releases the
+  // token (requires mu_).
+  void finish_batch(int64_t sync_ns);
   void preallocator_loop();
-  void flush(Buffer& b);
+  // Writes and syncs b; returns the fdatasync's duration, or -1 on failure.
+  int64_t flush(Buffer& b);
   void fail(const Status& s);
   void release_pin(uint64_t seq);
   void maybe_remove_segments();  // requires seg_mu_
@@ -217,10 +240,24 @@ class SegmentedLog {
   Buffer filling_;
   uint64_t next_lsn_ = 1;
   bool closing_ = false;
+  // The flush token: whoever holds it (the flusher thread, or a lone
+  // append_sync caller) owns flushing_buf_ and the active segment.
   bool flushing_ = false;
+  // Records in the last batch: the size of the cohort expected back next.
+  uint32_t expected_batch_ = 1;
+  // How long the flusher gathers for a cohort: about one fdatasync.
+  int64_t gather_ns_ = 100'000;
+  std::condition_variable token_cv_;  // the flush token was released
+  uint64_t batches_done_ = 0;         // batches flushed (a new cohort each)
+  bool gathering_ = false;            // the flusher thread is gathering a cohort
 
   std::atomic<uint64_t> durable_lsn_{0};
-  std::atomic<uint32_t> progress_{0};  // bumped per batch and on failure: waiters' futex
+  // Bumped per batch and on failure; durability waiters sleep on it with a
+  // plain futex (std::atomic::wait yields in a loop first, which costs a
+  // context switch per yield when many appenders are runnable).
+  std::atomic<uint32_t> progress_{0};
+  std::atomic<uint32_t> progress_waiters_{0};
+  void publish_progress();
   std::atomic<bool> failed_{false};
   Status failure_;  // guarded by mu_
 
