@@ -111,11 +111,22 @@ std::string SimFileSystem::parent_of(const std::string& path) {
 
 Status SimFileSystem::check_epoch(uint64_t epoch) const {
   if (epoch != epoch_) return error(Code::io_error, "file handle from before a crash");
+  return check_up();
+}
+
+Status SimFileSystem::check_up() const {
+  if (down_) return error(Code::io_error, "the machine crashed and has not restarted");
   return ok_status();
+}
+
+void SimFileSystem::restart() {
+  std::lock_guard lock(mu_);
+  down_ = false;
 }
 
 Result<std::unique_ptr<File>> SimFileSystem::open(const std::string& path, OpenMode mode) {
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   if (!dirs_.count(parent_of(path))) {
     return error(Code::not_found, "open " + path + ": No such file or directory");
   }
@@ -135,12 +146,14 @@ Result<std::unique_ptr<File>> SimFileSystem::open(const std::string& path, OpenM
 
 Status SimFileSystem::remove(const std::string& path) {
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   if (!current_.erase(path)) return error(Code::not_found, "unlink " + path + ": no such file");
   return ok_status();
 }
 
 Status SimFileSystem::rename(const std::string& from, const std::string& to) {
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   auto it = current_.find(from);
   if (it == current_.end()) return error(Code::not_found, "rename " + from + ": no such file");
   auto inode = it->second;
@@ -157,6 +170,7 @@ Status SimFileSystem::sync_dir(const std::string& dir) {
   }
   if (hook) hook(dir);
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   if (!dirs_.count(dir)) return error(Code::not_found, "fsync directory " + dir + ": not found");
   syncs_ += 1;
   if (failing_syncs_ > 0) {
@@ -178,6 +192,7 @@ Status SimFileSystem::sync_dir(const std::string& dir) {
 
 Result<std::vector<std::string>> SimFileSystem::list(const std::string& dir) {
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   if (!dirs_.count(dir)) return error(Code::not_found, "list " + dir + ": not found");
   std::vector<std::string> names;
   for (const auto& [path, inode] : current_) {
@@ -188,6 +203,7 @@ Result<std::vector<std::string>> SimFileSystem::list(const std::string& dir) {
 
 Status SimFileSystem::make_dirs(const std::string& dir) {
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   std::string partial;
   size_t pos = 0;
   while (pos != std::string::npos) {
@@ -205,6 +221,7 @@ bool SimFileSystem::exists(const std::string& path) {
 
 Result<std::unique_ptr<FileLock>> SimFileSystem::lock(const std::string& path) {
   std::lock_guard lock(mu_);
+  DTX_RETURN_IF_ERROR(check_up());
   if (!locks_.insert(path).second) return error(Code::busy, path + " is locked by another process");
   if (!current_.count(path)) current_[path] = std::make_shared<Inode>();
   return std::unique_ptr<FileLock>(new SimLock(*this, path, epoch_));
@@ -229,6 +246,7 @@ void SimFileSystem::crash(PageLoss pages, DirLoss dirs) {
   std::lock_guard lock(mu_);
   epoch_ += 1;
   crashes_ += 1;
+  down_ = true;
   locks_.clear();
   failing_syncs_ = 0;
   // Directory entries: durable ones stay; unsynced changes are lost or kept.

@@ -12,7 +12,9 @@
 //   - crash() is a power cut: every open handle and lock becomes invalid;
 //     each file falls back to its durable bytes plus, depending on the mode,
 //     none or a random subset of its dirty pages; each unsynced directory
-//     change is lost, or kept at random.
+//     change is lost, or kept at random. The machine then stays down (every
+//     operation fails, as for a process that no longer runs) until
+//     restart(): threads of the crashed process cannot touch the disk.
 //   - Faults: short writes with a probability, failed syncs (the dirty pages
 //     of that file are then dropped from the cache's dirty set and will never
 //     become durable, as on Linux), and a hook run at the start of every sync.
@@ -60,6 +62,7 @@ class SimFileSystem final : public FileSystem {
   enum class PageLoss { all_unsynced, random_unsynced, none };
   enum class DirLoss { all_unsynced, random_unsynced, none };
   void crash(PageLoss pages, DirLoss dirs);
+  void restart();
 
   // ---- inspection
   // The bytes a crash that loses every unsynced page would leave.
@@ -84,10 +87,12 @@ class SimFileSystem final : public FileSystem {
 
   static std::string parent_of(const std::string& path);
   Status check_epoch(uint64_t epoch) const;  // requires mu_
+  Status check_up() const;                   // requires mu_
 
   mutable std::mutex mu_;
   std::mt19937_64 rng_;
   uint64_t epoch_ = 0;  // bumped by crash(); stale handles fail
+  bool down_ = false;   // between crash() and restart()
   std::map<std::string, std::shared_ptr<Inode>> current_;
   std::map<std::string, std::shared_ptr<Inode>> durable_;
   std::set<std::string> dirs_;

@@ -211,6 +211,7 @@ TEST(SimFileSystem, an_unsynced_directory_entry_is_really_lost) {
   ASSERT_TRUE(write_all(**f, 0, as_bytes(std::string("data"))).ok());
   ASSERT_TRUE((*f)->datasync().ok());
   fs.crash(PageLoss::all_unsynced, DirLoss::all_unsynced);
+  fs.restart();
   EXPECT_FALSE(fs.exists("/d/new"));
 }
 
@@ -276,7 +277,8 @@ void crash_under_load(uint64_t seed, PageLoss pages, DirLoss dirs, CrashSummary*
     for (auto& th : threads)
       th.join();
     sum->segments_created += (*log)->stats().segments_created;
-    log->reset();
+    log->reset();  // the crashed process is gone
+    fs.restart();
   }
   std::lock_guard lock(acked_mu);
   sum->acked += acked.size();
@@ -319,6 +321,7 @@ TEST(WalRecovery, lost_directory_entry_for_a_new_segment_loses_nothing_acked) {
       }
       fs.crash(PageLoss::all_unsynced, DirLoss::all_unsynced);
     }
+    fs.restart();
     auto log = SegmentedLog::open(opts(fs, 20 * 1024));
     ASSERT_TRUE(log.ok()) << log.status();
     auto recs = read_all(**log);

@@ -294,6 +294,7 @@ TEST(SegmentedLog, failed_fsync_is_final_and_never_retried) {
   EXPECT_EQ(fs.syncs(), syncs_before + 1) << "the failed fdatasync must not be retried";
   // A restart finds the record acknowledged before the failure.
   fs.crash(SimFileSystem::PageLoss::all_unsynced, SimFileSystem::DirLoss::all_unsynced);
+  fs.restart();
   auto again = SegmentedLog::open(small_options("/wal", &fs));
   ASSERT_TRUE(again.ok()) << again.status();
   auto recs = read_all(**again, 1);
@@ -313,6 +314,7 @@ TEST(SegmentedLog, short_writes_are_completed) {
   log->reset();
   fs.set_short_write_probability(0);
   fs.crash(SimFileSystem::PageLoss::all_unsynced, SimFileSystem::DirLoss::all_unsynced);
+  fs.restart();
   auto again = SegmentedLog::open(small_options("/wal", &fs));
   ASSERT_TRUE(again.ok()) << again.status();
   auto recs = read_all(**again, 1);
