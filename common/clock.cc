@@ -16,34 +16,14 @@ void ManualClock::advance_ns(int64_t delta_ns) {
   now_ns_.fetch_add(delta_ns, std::memory_order_acq_rel);
 }
 
-ThreadTimer::ThreadTimer() : thread_([this] { run(); }) {}
-
-ThreadTimer::~ThreadTimer() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    pending_.clear();
-    deadline_of_.clear();
-  }
-  cv_.notify_all();
-  thread_.join();
-}
-
-TimerId ThreadTimer::arm(int64_t delay_ns, std::function<void()> fn) {
-  int64_t deadline = clock_.now_ns() + (delay_ns < 0 ? 0 : delay_ns);
-  TimerId id;
-  {
-    std::lock_guard lock(mu_);
-    id = next_id_++;
-    pending_.emplace(std::make_pair(deadline, id), std::move(fn));
-    deadline_of_.emplace(id, deadline);
-  }
-  cv_.notify_all();
+TimerId TimerTable::add(int64_t deadline_ns, std::function<void()> fn) {
+  const TimerId id = next_id_++;
+  pending_.emplace(std::make_pair(deadline_ns, id), std::move(fn));
+  deadline_of_.emplace(id, deadline_ns);
   return id;
 }
 
-bool ThreadTimer::cancel(TimerId id) {
-  std::lock_guard lock(mu_);
+bool TimerTable::cancel(TimerId id) {
   auto it = deadline_of_.find(id);
   if (it == deadline_of_.end()) return false;
   pending_.erase({it->second, id});
@@ -51,22 +31,60 @@ bool ThreadTimer::cancel(TimerId id) {
   return true;
 }
 
+std::function<void()> TimerTable::pop_first() {
+  auto first = pending_.begin();
+  std::function<void()> fn = std::move(first->second);
+  deadline_of_.erase(first->first.second);
+  pending_.erase(first);
+  return fn;
+}
+
+void TimerTable::clear() {
+  pending_.clear();
+  deadline_of_.clear();
+}
+
+ThreadTimer::ThreadTimer() : thread_([this] { run(); }) {}
+
+ThreadTimer::~ThreadTimer() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    table_.clear();
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+TimerId ThreadTimer::arm(int64_t delay_ns, std::function<void()> fn) {
+  const int64_t deadline = clock_.now_ns() + (delay_ns < 0 ? 0 : delay_ns);
+  TimerId id;
+  {
+    std::lock_guard lock(mu_);
+    id = table_.add(deadline, std::move(fn));
+  }
+  cv_.notify_all();
+  return id;
+}
+
+bool ThreadTimer::cancel(TimerId id) {
+  std::lock_guard lock(mu_);
+  return table_.cancel(id);
+}
+
 void ThreadTimer::run() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    if (pending_.empty()) {
+    if (table_.empty()) {
       cv_.wait(lock);
       continue;
     }
-    auto first = pending_.begin();
-    int64_t now = clock_.now_ns();
-    if (first->first.first > now) {
-      cv_.wait_for(lock, std::chrono::nanoseconds(first->first.first - now));
+    const int64_t wait_ns = table_.next_deadline_ns() - clock_.now_ns();
+    if (wait_ns > 0) {
+      cv_.wait_for(lock, std::chrono::nanoseconds(wait_ns));
       continue;
     }
-    std::function<void()> fn = std::move(first->second);
-    deadline_of_.erase(first->first.second);
-    pending_.erase(first);
+    std::function<void()> fn = table_.pop_first();
     lock.unlock();
     fn();
     lock.lock();
@@ -75,20 +93,12 @@ void ThreadTimer::run() {
 
 TimerId ManualTimer::arm(int64_t delay_ns, std::function<void()> fn) {
   std::lock_guard lock(mu_);
-  int64_t deadline = clock_.now_ns() + (delay_ns < 0 ? 0 : delay_ns);
-  TimerId id = next_id_++;
-  pending_.emplace(std::make_pair(deadline, id), std::move(fn));
-  deadline_of_.emplace(id, deadline);
-  return id;
+  return table_.add(clock_.now_ns() + (delay_ns < 0 ? 0 : delay_ns), std::move(fn));
 }
 
 bool ManualTimer::cancel(TimerId id) {
   std::lock_guard lock(mu_);
-  auto it = deadline_of_.find(id);
-  if (it == deadline_of_.end()) return false;
-  pending_.erase({it->second, id});
-  deadline_of_.erase(it);
-  return true;
+  return table_.cancel(id);
 }
 
 void ManualTimer::advance_ns(int64_t delta_ns) {
@@ -98,13 +108,10 @@ void ManualTimer::advance_ns(int64_t delta_ns) {
     std::function<void()> fn;
     {
       std::lock_guard lock(mu_);
-      if (pending_.empty() || pending_.begin()->first.first > target) break;
-      auto first = pending_.begin();
-      int64_t deadline = first->first.first;
+      if (table_.empty() || table_.next_deadline_ns() > target) break;
+      const int64_t deadline = table_.next_deadline_ns();
       if (deadline > clock_.now_ns()) clock_.advance_ns(deadline - clock_.now_ns());
-      fn = std::move(first->second);
-      deadline_of_.erase(first->first.second);
-      pending_.erase(first);
+      fn = table_.pop_first();
     }
     fn();
   }
@@ -115,13 +122,10 @@ bool ManualTimer::fire_next() {
   std::function<void()> fn;
   {
     std::lock_guard lock(mu_);
-    if (pending_.empty()) return false;
-    auto first = pending_.begin();
-    int64_t deadline = first->first.first;
+    if (table_.empty()) return false;
+    const int64_t deadline = table_.next_deadline_ns();
     if (deadline > clock_.now_ns()) clock_.advance_ns(deadline - clock_.now_ns());
-    fn = std::move(first->second);
-    deadline_of_.erase(first->first.second);
-    pending_.erase(first);
+    fn = table_.pop_first();
   }
   fn();
   return true;
@@ -129,7 +133,7 @@ bool ManualTimer::fire_next() {
 
 size_t ManualTimer::pending() const {
   std::lock_guard lock(mu_);
-  return pending_.size();
+  return table_.size();
 }
 
 }  // namespace dtx

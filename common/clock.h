@@ -45,6 +45,25 @@ class ManualClock final : public Clock {
 
 using TimerId = uint64_t;
 
+// Pending callbacks ordered by (deadline, id); ids grow, so ties keep arm
+// order. Not thread-safe: the timers below guard it with their mutex.
+class TimerTable {
+ public:
+  TimerId add(int64_t deadline_ns, std::function<void()> fn);
+  bool cancel(TimerId id);
+  bool empty() const { return pending_.empty(); }
+  size_t size() const { return pending_.size(); }
+  int64_t next_deadline_ns() const { return pending_.begin()->first.first; }
+  // Removes and returns the earliest callback.
+  std::function<void()> pop_first();
+  void clear();
+
+ private:
+  std::map<std::pair<int64_t, TimerId>, std::function<void()>> pending_;
+  std::map<TimerId, int64_t> deadline_of_;
+  TimerId next_id_ = 1;
+};
+
 // Runs callbacks after a delay. Threading: arm and cancel may be called from
 // any thread, including from inside a callback.
 class Timer {
@@ -76,10 +95,7 @@ class ThreadTimer final : public Timer {
   SteadyClock clock_;
   std::mutex mu_;
   std::condition_variable cv_;
-  // (deadline, id) -> callback; ids grow, so ties fire in arm order.
-  std::map<std::pair<int64_t, TimerId>, std::function<void()>> pending_;
-  std::map<TimerId, int64_t> deadline_of_;
-  TimerId next_id_ = 1;
+  TimerTable table_;
   bool stop_ = false;
   std::thread thread_;
 };
@@ -105,9 +121,7 @@ class ManualTimer final : public Timer {
  private:
   ManualClock& clock_;
   mutable std::mutex mu_;
-  std::map<std::pair<int64_t, TimerId>, std::function<void()>> pending_;
-  std::map<TimerId, int64_t> deadline_of_;
-  TimerId next_id_ = 1;
+  TimerTable table_;
 };
 
 }  // namespace dtx
