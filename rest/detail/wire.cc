@@ -115,10 +115,14 @@ Dispatch route(const Router& router, const TokenAuth* auth, Request& request) {
 BeastResponse to_beast(Response&& response, unsigned version, bool keep_alive) {
   BeastResponse msg;
   msg.version(version);
-  // Beast throws on a status above 999; anything outside 1xx-5xx is a
-  // handler bug answered as such.
-  bool valid_status = response.status >= 100 && response.status <= 599;
+  // A final answer is 2xx-5xx; anything else is a handler bug, answered as
+  // such (and Beast would throw on some of it).
+  bool valid_status = response.status >= 200 && response.status <= 599;
   msg.result(valid_status ? static_cast<unsigned>(response.status) : 500u);
+  // 204 and 304 carry no body (Beast throws when asked to frame one).
+  if (msg.result() == http::status::no_content || msg.result() == http::status::not_modified) {
+    response.body.clear();
+  }
   msg.set(http::field::server, "dtx");
   if (header_safe(response.content_type)) msg.set(http::field::content_type, response.content_type);
   copy_fields(response.headers, msg);

@@ -351,7 +351,8 @@ TEST(Server, keep_alive_serves_many_requests_on_one_connection) {
     EXPECT_NE(resp->header("connection"), "close");
   }
   EXPECT_EQ(server->stats().connections_accepted, 1u);
-  EXPECT_EQ(server->stats().responses_written, 5u);
+  // Counted when the write completes, which may be just after the client read it.
+  EXPECT_TRUE(eventually([&] { return server->stats().responses_written == 5; }));
 
   // HTTP/1.0 without keep-alive, or Connection: close, ends the connection.
   RawConn old(server->port());
@@ -507,9 +508,6 @@ TEST(Server, connections_beyond_the_bound_get_503_then_are_refused) {
   // Closing one frees a slot.
   a.reset();
   ASSERT_TRUE(eventually([&] {
-    return server->stats().connections_accepted == 2 && server->stats().connections_open <= 2;
-  }));
-  ASSERT_TRUE(eventually([&] {
     RawConn again(server->port());
     if (!again.send(raw_request("GET", "/v1/x", kAuthHeader))) return false;
     auto resp = again.read_response();
@@ -533,6 +531,30 @@ TEST(Server, handler_that_throws_or_drops_its_replier_gets_500) {
     ASSERT_TRUE(resp) << path;
     EXPECT_EQ(resp->status, 500) << path;
     EXPECT_EQ(Response::text(0, resp->body).error_code(), "internal");
+  }
+}
+
+TEST(Server, answers_stay_well_framed_whatever_status_a_handler_picks) {
+  Router r;
+  r.get("/v1/status/{n}", [](Request req, Replier reply) {
+    Response resp = Response::text(std::stoi(std::string(req.path_param("n"))), "body");
+    resp.headers.add("X-Injected", "a\r\nSet-Cookie: evil");
+    reply(std::move(resp));
+  });
+  auto server = start(std::move(r));
+  RawConn c(server->port());
+  ASSERT_TRUE(c.send(raw_request("GET", "/v1/status/204", kAuthHeader)));
+  auto empty = c.read_response();
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->status, 204);
+  EXPECT_EQ(empty->body, "");
+  EXPECT_EQ(empty->header("x-injected"), "") << "a header value with CRLF is dropped";
+  EXPECT_EQ(empty->header("set-cookie"), "");
+  for (const char* bogus : {"42", "101", "1000"}) {
+    ASSERT_TRUE(c.send(raw_request("GET", std::string("/v1/status/") + bogus, kAuthHeader)));
+    auto resp = c.read_response();
+    ASSERT_TRUE(resp) << bogus;
+    EXPECT_EQ(resp->status, 500) << bogus;
   }
 }
 
