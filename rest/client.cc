@@ -290,6 +290,8 @@ class Call : public std::enable_shared_from_this<Call> {
     const ClientOptions& o = peer_->client.options;
     parser_.emplace();
     detail::configure(*parser_, {o.response_header_bytes_max, o.response_body_bytes_max});
+    // The answer to HEAD has a Content-Length but no body.
+    parser_->skip(msg_.method() == http::verb::head);
     http::async_read(conn_->socket, conn_->buffer, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
                        if (ec) {

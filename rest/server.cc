@@ -167,6 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
     uint64_t seq;
     unsigned version;
     bool keep_alive;
+    bool head;  // a HEAD request: the answer's header only
     std::optional<Response> response;
   };
 
@@ -258,7 +259,7 @@ class Session : public std::enable_shared_from_this<Session> {
       spdlog::debug("rest: connection {} from {}: bad request: {}", id_, remote_, ec.message());
       cancel_read_timer();
       no_more_requests_ = true;
-      pending_.push_back({next_seq_++, 11, false, detail::parse_error_response(ec)});
+      pending_.push_back({next_seq_++, 11, false, false, detail::parse_error_response(ec)});
       maybe_write();
       return true;
     }
@@ -275,7 +276,8 @@ class Session : public std::enable_shared_from_this<Session> {
     bool keep_alive = msg.keep_alive() && !overload_;
     if (!keep_alive) no_more_requests_ = true;
     uint64_t seq = next_seq_++;
-    pending_.push_back({seq, msg.version(), keep_alive, std::nullopt});
+    pending_.push_back(
+        {seq, msg.version(), keep_alive, msg.method() == http::verb::head, std::nullopt});
     if (overload_) {
       pending_.back().response =
           Response::error(503, "overloaded", "the server has too many connections");
@@ -292,6 +294,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (closed_ || writing_ || pending_.empty() || !pending_.front().response) return;
     Pending& p = pending_.front();
     out_.emplace(detail::to_beast(std::move(*p.response), p.version, p.keep_alive));
+    if (p.head) out_->body().clear();  // Content-Length stays that of the GET answer
     writing_ = true;
     arm_write_timer();
     http::async_write(socket_, *out_, [self = shared_from_this()](beast::error_code ec, size_t) {

@@ -266,6 +266,25 @@ TEST(Client, sends_bearer_token_and_extra_headers) {
   EXPECT_EQ(denied->error_code(), "unauthorized");
 }
 
+TEST(Client, head_answer_has_a_length_but_no_body) {
+  Router r;
+  r.add_public(Method::head, "/v1/x",
+               [](Request, Replier reply) { reply(Response::text(200, "twelve bytes")); });
+  auto server = Server::start({}, std::move(r), std::nullopt).value();
+  Client client;
+  ClientRequest head;
+  head.method = Method::head;
+  head.target = "/v1/x";
+  for (int i = 0; i < 2; ++i) {  // the connection stays in step for the next one
+    auto resp = client.request_sync(peer(*server), head);
+    ASSERT_TRUE(resp.ok()) << resp.status();
+    EXPECT_EQ(resp->status, 200);
+    EXPECT_EQ(resp->body, "");
+    EXPECT_EQ(resp->headers.get("Content-Length"), "12");
+  }
+  EXPECT_EQ(server->stats().connections_accepted, 1u);
+}
+
 TEST(Client, response_over_the_limit_is_io_error) {
   Router r;
   r.add_public(Method::get, "/v1/big", [](Request, Replier reply) {
