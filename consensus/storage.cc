@@ -1,0 +1,342 @@
+#include "consensus/storage.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "common/bytes.h"
+#include "common/crc32c.h"
+#include "consensus/core/codec.h"
+
+namespace dtx::consensus {
+namespace {
+
+constexpr uint32_t kIdentityMagic = 0x49585444;  // "DTXI"
+constexpr uint32_t kVoteMagic = 0x56585444;      // "DTXV"
+constexpr uint32_t kSnapshotMagic = 0x53585444;  // "DTXS"
+constexpr uint32_t kFileVersion = 1;
+constexpr uint16_t kSyncMarker = 4;  // a record with no content: orders a persist with no records
+constexpr size_t kVoteBytes = 32;
+constexpr size_t kIdentityBytes = 36;
+constexpr size_t kSnapshotHeaderBytes = 32;
+
+std::span<const uint8_t> view(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+Result<std::string> read_file(FileSystem& fs, const std::string& path) {
+  auto f = fs.open(path, OpenMode::read_only);
+  if (!f.ok()) return f.status();
+  auto size = (*f)->size();
+  if (!size.ok()) return size.status();
+  std::string s(*size, '\0');
+  DTX_RETURN_IF_ERROR(
+      read_exact(**f, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(s.data()), s.size())));
+  return s;
+}
+
+// temp file, fsync, rename, directory fsync.
+Status write_file_atomically(FileSystem& fs, const std::string& dir, const std::string& name,
+                             const std::string& bytes) {
+  const std::string tmp = join_path(dir, name + ".tmp");
+  if (fs.exists(tmp)) DTX_RETURN_IF_ERROR(fs.remove(tmp));
+  auto f = fs.open(tmp, OpenMode::create_exclusive);
+  if (!f.ok()) return f.status();
+  DTX_RETURN_IF_ERROR(write_all(**f, 0, view(bytes)));
+  DTX_RETURN_IF_ERROR((*f)->sync());
+  f->reset();
+  DTX_RETURN_IF_ERROR(fs.rename(tmp, join_path(dir, name)));
+  return fs.sync_dir(dir);
+}
+
+std::string encode_record(const LogRecord& r) {
+  Writer w;
+  w.u64(r.slot);
+  w.u64(r.ballot.round);
+  w.u32(r.ballot.node);
+  w.bytes(r.value ? *r.value : std::string());
+  return w.take();
+}
+
+bool decode_record(uint16_t type, std::span<const uint8_t> payload, LogRecord* out) {
+  if (type < 1 || type > 3) return false;
+  Reader rd(payload);
+  out->kind = static_cast<LogRecord::Kind>(type);
+  out->slot = rd.u64();
+  out->ballot.round = rd.u64();
+  out->ballot.node = rd.u32();
+  out->value = make_bytes(rd.bytes());
+  return rd.done();
+}
+
+}  // namespace
+
+uint64_t membership_hash(uint64_t cluster_id, const std::vector<NodeId>& members) {
+  std::vector<NodeId> sorted = members;
+  std::sort(sorted.begin(), sorted.end());
+  Writer w;
+  w.u64(cluster_id);
+  for (NodeId m : sorted)
+    w.u32(m);
+  return value_digest(w.take());
+}
+
+PaxosStorage::PaxosStorage(StorageOptions o)
+    : opt_(std::move(o)), fs_(opt_.fs ? *opt_.fs : posix_file_system()) {}
+
+PaxosStorage::~PaxosStorage() = default;
+
+Status PaxosStorage::check_identity() {
+  const std::string path = join_path(opt_.dir, "IDENTITY");
+  const uint64_t mhash = membership_hash(opt_.cluster_id, opt_.members);
+  if (!fs_.exists(path)) {
+    if (!opt_.bootstrap) {
+      return error(Code::failed_precondition,
+                   "data directory " + opt_.dir +
+                       " has no IDENTITY: refusing to start a replica with no memory of its "
+                       "promises. Pass --bootstrap only when creating a new cluster; a replica "
+                       "whose disk was lost must be replaced, not restarted empty.");
+    }
+    auto names = fs_.list(opt_.dir);
+    if (names.ok()) {
+      for (const auto& n : *names) {
+        if (n != "LOCK" && n != "wal") {
+          return error(Code::failed_precondition,
+                       "--bootstrap needs an empty data directory; " + opt_.dir + " holds " + n);
+        }
+      }
+    }
+    std::string id(kIdentityBytes, '\0');
+    auto* p = reinterpret_cast<uint8_t*>(id.data());
+    put_u32(p, kIdentityMagic);
+    put_u32(p + 4, kFileVersion);
+    put_u64(p + 8, opt_.cluster_id);
+    put_u32(p + 16, opt_.self);
+    put_u64(p + 20, mhash);
+    put_u32(p + 32, crc32c(p, 32));
+    DTX_RETURN_IF_ERROR(write_file_atomically(fs_, opt_.dir, "IDENTITY", id));
+    spdlog::info("paxos storage {}: bootstrapped replica {} of cluster {}", opt_.dir, opt_.self,
+                 opt_.cluster_id);
+    return ok_status();
+  }
+  auto id = read_file(fs_, path);
+  if (!id.ok()) return id.status();
+  const auto* p = reinterpret_cast<const uint8_t*>(id->data());
+  if (id->size() != kIdentityBytes || get_u32(p) != kIdentityMagic ||
+      get_u32(p + 32) != crc32c(p, 32)) {
+    return error(Code::corruption, path + " is damaged");
+  }
+  if (get_u64(p + 8) != opt_.cluster_id || get_u32(p + 16) != opt_.self) {
+    return error(Code::failed_precondition,
+                 opt_.dir + " belongs to replica " + std::to_string(get_u32(p + 16)) +
+                     " of cluster " + std::to_string(get_u64(p + 8)) + ", not replica " +
+                     std::to_string(opt_.self) + " of cluster " + std::to_string(opt_.cluster_id));
+  }
+  if (get_u64(p + 20) != mhash) {
+    return error(Code::failed_precondition,
+                 opt_.dir + " was created for a different membership of the cluster");
+  }
+  return ok_status();
+}
+
+Status PaxosStorage::write_vote(const Ballot& b) {
+  ++vote_seq_;
+  std::string v(kVoteBytes, '\0');
+  auto* p = reinterpret_cast<uint8_t*>(v.data());
+  put_u32(p, kVoteMagic);
+  put_u32(p + 4, kFileVersion);
+  put_u64(p + 8, vote_seq_);
+  put_u64(p + 16, b.round);
+  put_u32(p + 24, b.node);
+  put_u32(p + 28, crc32c(p, 28));
+  const std::string path = join_path(opt_.dir, vote_seq_ % 2 ? "vote.1" : "vote.0");
+  auto f = fs_.open(path, OpenMode::read_write);
+  if (!f.ok()) return f.status();
+  DTX_RETURN_IF_ERROR(write_all(**f, 0, view(v)));
+  return (*f)->sync();
+}
+
+Status PaxosStorage::write_snapshot_file(Slot index, const std::string& data) {
+  std::string s(kSnapshotHeaderBytes, '\0');
+  auto* p = reinterpret_cast<uint8_t*>(s.data());
+  put_u32(p, kSnapshotMagic);
+  put_u32(p + 4, kFileVersion);
+  put_u64(p + 8, index);
+  put_u64(p + 16, data.size());
+  put_u32(p + 24, crc32c(data));
+  put_u32(p + 28, crc32c(p, 28));
+  s += data;
+  return write_file_atomically(fs_, opt_.dir, "snapshot", s);
+}
+
+Result<std::unique_ptr<PaxosStorage>> PaxosStorage::open(const StorageOptions& options,
+                                                         Recovered* rec) {
+  std::unique_ptr<PaxosStorage> st(new PaxosStorage(options));
+  FileSystem& fs = st->fs_;
+  DTX_RETURN_IF_ERROR(fs.make_dirs(options.dir));
+  DTX_RETURN_IF_ERROR(st->check_identity());
+  *rec = Recovered{};
+
+  // The promise: the valid copy with the higher sequence.
+  bool created = false;
+  for (const char* name : {"vote.0", "vote.1"}) {
+    const std::string path = join_path(options.dir, name);
+    if (!fs.exists(path)) {
+      auto f = fs.open(path, OpenMode::create_exclusive);
+      if (!f.ok()) return f.status();
+      DTX_RETURN_IF_ERROR((*f)->sync());
+      created = true;
+      continue;
+    }
+    auto v = read_file(fs, path);
+    if (!v.ok()) return v.status();
+    const auto* p = reinterpret_cast<const uint8_t*>(v->data());
+    if (v->size() < kVoteBytes || get_u32(p) != kVoteMagic || get_u32(p + 28) != crc32c(p, 28)) {
+      continue;  // never written, or torn: the other copy holds the promise
+    }
+    const uint64_t seq = get_u64(p + 8);
+    if (seq > st->vote_seq_) {
+      st->vote_seq_ = seq;
+      rec->promised = Ballot{get_u64(p + 16), get_u32(p + 24)};
+    }
+  }
+  if (created) DTX_RETURN_IF_ERROR(fs.sync_dir(options.dir));
+
+  // The snapshot.
+  const std::string snap_path = join_path(options.dir, "snapshot");
+  if (fs.exists(snap_path)) {
+    auto s = read_file(fs, snap_path);
+    if (!s.ok()) return s.status();
+    const auto* p = reinterpret_cast<const uint8_t*>(s->data());
+    if (s->size() < kSnapshotHeaderBytes || get_u32(p) != kSnapshotMagic ||
+        get_u32(p + 28) != crc32c(p, 28) || get_u64(p + 16) != s->size() - kSnapshotHeaderBytes ||
+        get_u32(p + 24) !=
+            crc32c(s->data() + kSnapshotHeaderBytes, s->size() - kSnapshotHeaderBytes)) {
+      return error(Code::corruption, snap_path + " is damaged");
+    }
+    rec->snapshot_index = get_u64(p + 8);
+    rec->snapshot = make_bytes(s->substr(kSnapshotHeaderBytes));
+    st->snapshot_index_ = rec->snapshot_index;
+  }
+
+  // The log.
+  wal::Options wo;
+  wo.dir = join_path(options.dir, "wal");
+  wo.fs = options.fs;
+  wo.segment_bytes = options.segment_bytes;
+  wo.on_fatal = options.on_fatal;
+  wo.callback_executor = options.callback_executor;
+  // A slot's value is a batch of at most Config::batch_bytes_max (1 MiB by
+  // default); 4 MiB leaves room for a larger configured batch.
+  wo.record_payload_bytes_max = 4u << 20;
+  wo.buffer_bytes = 8u << 20;
+  wo.segment_bytes = std::max<uint64_t>(wo.segment_bytes, wo.buffer_bytes + 4096);
+  auto log = wal::SegmentedLog::open(wo);
+  if (!log.ok()) return log.status();
+  st->log_ = std::move(*log);
+  auto reader = st->log_->read_from(st->log_->first_lsn());
+  if (!reader.ok()) return reader.status();
+  for (;;) {
+    auto r = (*reader)->next();
+    if (!r.ok()) return r.status();
+    if (!r->has_value()) break;
+    if ((*r)->type == kSyncMarker) continue;
+    LogRecord lr;
+    if (!decode_record((*r)->type, (*r)->payload, &lr)) {
+      return error(Code::corruption,
+                   "undecodable paxos record at LSN " + std::to_string((*r)->lsn));
+    }
+    st->note_lsn(lr, (*r)->lsn);
+    rec->records.push_back(std::move(lr));
+  }
+  reader->reset();
+  st->last_lsn_ = st->log_->next_lsn() - 1;
+  spdlog::info("paxos storage {}: promise {}, snapshot at {}, {} log records", options.dir,
+               rec->promised.describe(), rec->snapshot_index, rec->records.size());
+  return st;
+}
+
+void PaxosStorage::note_lsn(const LogRecord& r, uint64_t lsn) {
+  if (r.kind == LogRecord::Kind::commit) return;
+  std::lock_guard lock(mu_);
+  if (r.slot > snapshot_index_) lsn_of_slot_[r.slot] = lsn;
+}
+
+void PaxosStorage::persist(const Ready& ready, std::function<void()> done) {
+  auto fatal = [&](const Status& s) {
+    spdlog::critical("paxos storage {}: {}", opt_.dir, s.describe());
+    if (opt_.on_fatal) {
+      opt_.on_fatal(s);
+    } else {
+      spdlog::default_logger()->flush();
+      std::abort();
+    }
+  };
+  if (ready.promise && !ready.promise->is_zero()) {
+    if (Status s = write_vote(*ready.promise); !s.ok()) return fatal(s);
+  }
+  if (ready.install) {
+    if (Status s = save_snapshot(ready.install->index, *ready.install->data); !s.ok()) {
+      return fatal(s);
+    }
+  }
+  // Records, then a completion once the last one (and all before) is durable.
+  const size_t n = ready.records.size();
+  for (size_t i = 0; i < n; ++i) {
+    const LogRecord& r = ready.records[i];
+    wal::AppendCallback cb;
+    if (i + 1 == n) {
+      cb = [done](uint64_t, const Status& s) {
+        if (s.ok()) done();
+      };
+    }
+    auto lsn = log_->append(static_cast<uint16_t>(r.kind), view(encode_record(r)), std::move(cb));
+    if (!lsn.ok()) return fatal(lsn.status());
+    last_lsn_ = *lsn;
+    note_lsn(r, *lsn);
+  }
+  if (n == 0) {
+    auto lsn = log_->append(kSyncMarker, {}, [done](uint64_t, const Status& s) {
+      if (s.ok()) done();
+    });
+    if (!lsn.ok()) return fatal(lsn.status());
+    last_lsn_ = *lsn;
+  }
+}
+
+Status PaxosStorage::save_snapshot(Slot index, const std::string& data) {
+  {
+    std::lock_guard lock(mu_);
+    if (index <= snapshot_index_) return ok_status();
+  }
+  DTX_RETURN_IF_ERROR(write_snapshot_file(index, data));
+  {
+    std::lock_guard lock(mu_);
+    snapshot_index_ = std::max(snapshot_index_, index);
+    lsn_of_slot_.erase(lsn_of_slot_.begin(), lsn_of_slot_.upper_bound(snapshot_index_));
+  }
+  maybe_truncate();
+  return ok_status();
+}
+
+// Drop whole log segments that hold nothing the snapshot does not cover:
+// below the oldest latest-record of any slot above the snapshot.
+void PaxosStorage::maybe_truncate() {
+  uint64_t keep_from;
+  {
+    std::lock_guard lock(mu_);
+    keep_from = log_->next_lsn();
+    for (const auto& [slot, lsn] : lsn_of_slot_)
+      keep_from = std::min(keep_from, lsn);
+  }
+  if (Status s = log_->truncate_prefix(keep_from); !s.ok()) {
+    spdlog::warn("paxos storage {}: truncation: {}", opt_.dir, s.describe());
+  }
+}
+
+Slot PaxosStorage::snapshot_index() const {
+  std::lock_guard lock(mu_);
+  return snapshot_index_;
+}
+
+}  // namespace dtx::consensus
