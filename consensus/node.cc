@@ -97,6 +97,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options, NodeCallbacks cal
   });
   node->publish_status();
   node->loop_.start();
+  node->running_ = true;
   spdlog::info("paxos node {}: started, cluster {}, {} replicas, listening on {}", opt.self,
                opt.cluster_id, opt.replicas.size(), opt.listen);
   return node;
@@ -108,6 +109,7 @@ Node::~Node() {
 
 void Node::stop() {
   if (stopped_.exchange(true)) return;
+  if (!running_) return;  // start() failed before the loop ran: nothing to wind down
   std::promise<void> done;
   auto f = done.get_future();
   loop_.post([this, &done] {

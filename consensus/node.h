@@ -139,6 +139,7 @@ class Node {
   mutable std::mutex status_mu_;
   NodeStatus status_;
   std::atomic<bool> stopped_{false};
+  bool running_ = false;  // the loop was started
 };
 
 }  // namespace dtx::consensus

@@ -226,10 +226,8 @@ Result<std::unique_ptr<PaxosStorage>> PaxosStorage::open(const StorageOptions& o
   wo.segment_bytes = options.segment_bytes;
   wo.on_fatal = options.on_fatal;
   wo.callback_executor = options.callback_executor;
-  // A slot's value is a batch of at most Config::batch_bytes_max (1 MiB by
-  // default); 4 MiB leaves room for a larger configured batch.
-  wo.record_payload_bytes_max = 4u << 20;
-  wo.buffer_bytes = 8u << 20;
+  wo.buffer_bytes = options.wal_buffer_bytes;
+  wo.record_payload_bytes_max = static_cast<uint32_t>(options.wal_buffer_bytes / 2);
   wo.segment_bytes = std::max<uint64_t>(wo.segment_bytes, wo.buffer_bytes + 4096);
   auto log = wal::SegmentedLog::open(wo);
   if (!log.ok()) return log.status();

@@ -54,6 +54,10 @@ struct StorageOptions {
   bool bootstrap = false;  // allow creating a new data directory
   FileSystem* fs = nullptr;
   uint64_t segment_bytes = 64ull << 20;
+  // Each of the log's two append buffers; the largest record is half of it.
+  // A slot's value is a batch of at most Config::batch_bytes_max (1 MiB by
+  // default), so keep this at least twice that.
+  size_t wal_buffer_bytes = 8u << 20;
   std::function<void(const Status&)> on_fatal;  // default: log and abort (W5)
   std::function<void(std::function<void()>)> callback_executor;
 };
