@@ -148,6 +148,10 @@ Result<boost::json::value> Response::json_body() const {
 }
 
 std::string Response::error_code() const {
+  return error_code_of(body);
+}
+
+std::string error_code_of(std::string_view body) {
   auto doc = parse_json(body);
   if (!doc.ok() || !doc->is_object()) return {};
   const auto* err = doc->as_object().if_contains("error");

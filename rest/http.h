@@ -124,6 +124,9 @@ struct Response {
   std::string error_code() const;
 };
 
+// The "code" of an error-shaped JSON body; "" for any other body.
+std::string error_code_of(std::string_view body);
+
 // The HTTP status from_status() gives a Code.
 int http_status_for(Code code);
 

@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+
 namespace dtx::rest {
 
 namespace json = boost::json;
@@ -47,6 +50,22 @@ Result<int64_t> to_int64(std::string_view key, const json::value& v, int64_t min
   return n;
 }
 
+// Boost.JSON 1.81 turns a number too large for a double (1e999) into
+// infinity and would serialise it as `Infinity`, which is not JSON: a value
+// echoed back (a result row, a stored record) would then break its reader.
+// The tree is at most JsonLimits::depth_max deep, so recursion is bounded.
+bool all_finite(const json::value& v) {
+  if (v.is_double()) return std::isfinite(v.get_double());
+  if (const auto* a = v.if_array()) {
+    return std::all_of(a->begin(), a->end(), [](const json::value& e) { return all_finite(e); });
+  }
+  if (const auto* o = v.if_object()) {
+    return std::all_of(o->begin(), o->end(),
+                       [](const json::key_value_pair& kv) { return all_finite(kv.value()); });
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string_view json_kind_name(const json::value& v) {
@@ -86,7 +105,9 @@ Result<json::value> parse_json(std::string_view body, const JsonLimits& limits) 
     if (body.empty()) return bad("request body must be JSON, and is empty");
     return bad(fmt::format("invalid JSON at offset {}: {}", used, ec.message()));
   }
-  return p.release();
+  json::value doc = p.release();
+  if (!all_finite(doc)) return bad("invalid JSON: a number is out of range");
+  return doc;
 }
 
 Result<const json::object*> as_object(const json::value& doc) {

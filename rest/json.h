@@ -11,6 +11,11 @@
 // string" or "invalid JSON at offset 17: syntax error".
 //
 // Duplicate keys: Boost.JSON 1.81 keeps the last value of a repeated key.
+// Numbers: integers are exact (int64, or uint64 above INT64_MAX); numbers
+// with a fraction or exponent become doubles, which Boost.JSON 1.81 parses
+// fast, not exactly (they may be off by an ULP), and a number beyond a
+// double's range is rejected. Values that must be exact decimals travel as
+// strings.
 // Threading: pure functions.
 #pragma once
 

@@ -34,6 +34,10 @@ TEST(ParseJson, rejects_malformed_with_offset) {
   EXPECT_FALSE(parse_json("// c\n{}").ok()) << "no comments";
   EXPECT_FALSE(parse_json("\"\xff\"").ok()) << "invalid UTF-8";
   EXPECT_TRUE(parse_json("{}\n").ok()) << "trailing whitespace is fine";
+  // Beyond a double's range: Boost.JSON would make it infinity and write it
+  // back as `Infinity`, which no JSON reader accepts.
+  EXPECT_FALSE(parse_json(R"({"a": [1, {"b": -1.5e3002}]})").ok());
+  EXPECT_TRUE(parse_json(R"({"a": [1, {"b": -1.5e300}]})").ok());
 }
 
 TEST(ParseJson, enforces_size_limit) {

@@ -43,6 +43,21 @@ std::string peer(const Server& s) {
   return "127.0.0.1:" + std::to_string(s.port());
 }
 
+// n GET requests for /v1/p/1 .. /v1/p/n, back to back.
+std::string pipelined_batch(int n) {
+  std::string batch;
+  for (int i = 1; i <= n; ++i)
+    batch += raw_request("GET", "/v1/p/" + std::to_string(i), kAuthHeader);
+  return batch;
+}
+
+std::vector<std::string> in_order(int n) {
+  std::vector<std::string> v;
+  for (int i = 1; i <= n; ++i)
+    v.push_back(std::to_string(i));
+  return v;
+}
+
 // Handlers that keep their Replier for the test to answer later.
 class HeldReplies {
  public:
@@ -123,25 +138,22 @@ TEST(Server, unknown_path_is_404_and_wrong_method_405_on_a_kept_connection) {
   r.get("/v1/branches", echo_handler());
   auto server = start(std::move(r));
   RawConn c(server->port());
-  ASSERT_TRUE(c.send(raw_request("GET", "/v1/nothing", kAuthHeader)));
-  auto nf = c.read_response();
+  auto nf = c.exchange(raw_request("GET", "/v1/nothing", kAuthHeader));
   ASSERT_TRUE(nf);
   EXPECT_EQ(nf->status, 404);
-  EXPECT_EQ(Response::text(0, nf->body).error_code(), "not_found");
+  EXPECT_EQ(error_code_of(nf->body), "not_found");
   EXPECT_EQ(nf->header("content-type"), "application/json");
 
-  ASSERT_TRUE(c.send(raw_request("DELETE", "/v1/branches", kAuthHeader)));
-  auto na = c.read_response();
+  auto na = c.exchange(raw_request("DELETE", "/v1/branches", kAuthHeader));
   ASSERT_TRUE(na) << "errors from routing keep the connection open";
   EXPECT_EQ(na->status, 405);
   EXPECT_EQ(na->header("allow"), "GET");
-  EXPECT_EQ(Response::text(0, na->body).error_code(), "method_not_allowed");
+  EXPECT_EQ(error_code_of(na->body), "method_not_allowed");
 
-  ASSERT_TRUE(c.send(raw_request("GET", "/v1/branches/%zz", kAuthHeader)));
-  auto bad = c.read_response();
+  auto bad = c.exchange(raw_request("GET", "/v1/branches/%zz", kAuthHeader));
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400) << "malformed percent-encoding";
-  EXPECT_EQ(Response::text(0, bad->body).error_code(), "bad_request");
+  EXPECT_EQ(error_code_of(bad->body), "bad_request");
   EXPECT_EQ(server->stats().requests_dispatched, 0u);
   EXPECT_EQ(server->stats().connections_accepted, 1u);
 }
@@ -154,28 +166,25 @@ TEST(Server, bearer_token_is_required_except_on_public_routes) {
   auto server = start(std::move(r));
   RawConn c(server->port());
 
-  ASSERT_TRUE(c.send(raw_request("GET", "/v1/branches")));
-  auto missing = c.read_response();
+  auto missing = c.exchange(raw_request("GET", "/v1/branches"));
   ASSERT_TRUE(missing);
   EXPECT_EQ(missing->status, 401);
   EXPECT_EQ(missing->header("www-authenticate"), "Bearer");
-  EXPECT_EQ(Response::text(0, missing->body).error_code(), "unauthorized");
+  EXPECT_EQ(error_code_of(missing->body), "unauthorized");
 
   ASSERT_TRUE(
       c.send(raw_request("GET", "/v1/branches", "Authorization: Bearer nope-nope-nope-nope\r\n")));
   auto wrong = c.read_response();
   ASSERT_TRUE(wrong);
   EXPECT_EQ(wrong->status, 403);
-  EXPECT_EQ(Response::text(0, wrong->body).error_code(), "forbidden");
+  EXPECT_EQ(error_code_of(wrong->body), "forbidden");
   EXPECT_EQ(server->stats().requests_dispatched, 0u) << "no handler ran without a good token";
 
-  ASSERT_TRUE(c.send(raw_request("GET", "/v1/branches", kAuthHeader)));
-  auto right = c.read_response();
+  auto right = c.exchange(raw_request("GET", "/v1/branches", kAuthHeader));
   ASSERT_TRUE(right);
   EXPECT_EQ(right->status, 200);
 
-  ASSERT_TRUE(c.send(raw_request("GET", "/healthz")));
-  auto health = c.read_response();
+  auto health = c.exchange(raw_request("GET", "/healthz"));
   ASSERT_TRUE(health);
   EXPECT_EQ(health->status, 200);
   EXPECT_EQ(health->body, "ok");
@@ -235,12 +244,11 @@ TEST(Server, body_over_the_limit_is_413_and_never_reaches_the_handler) {
 
   {  // Content-Length announces too much: refused before the body is read.
     RawConn c(server->port());
-    ASSERT_TRUE(c.send(raw_request("POST", "/v1/echo", kAuthHeader, std::string(2000, 'x'))));
-    auto resp = c.read_response();
+    auto resp = c.exchange(raw_request("POST", "/v1/echo", kAuthHeader, std::string(2000, 'x')));
     ASSERT_TRUE(resp);
     EXPECT_EQ(resp->status, 413);
     EXPECT_EQ(resp->header("connection"), "close");
-    EXPECT_EQ(Response::text(0, resp->body).error_code(), "payload_too_large");
+    EXPECT_EQ(error_code_of(resp->body), "payload_too_large");
     EXPECT_TRUE(c.wait_closed());
   }
   {  // A chunked body is cut off once it passes the limit.
@@ -250,22 +258,20 @@ TEST(Server, body_over_the_limit_is_413_and_never_reaches_the_handler) {
     for (int i = 0; i < 5; ++i)
       req += "200\r\n" + std::string(512, 'y') + "\r\n";
     req += "0\r\n\r\n";
-    ASSERT_TRUE(c.send(req));
-    auto resp = c.read_response();
+    auto resp = c.exchange(req);
     ASSERT_TRUE(resp);
     EXPECT_EQ(resp->status, 413);
   }
   {  // A large body still in flight: the client reads the 413, not a reset.
     RawConn c(server->port());
-    ASSERT_TRUE(c.send(raw_request("POST", "/v1/echo", kAuthHeader, std::string(256 << 10, 'z'))));
-    auto resp = c.read_response();
+    auto resp =
+        c.exchange(raw_request("POST", "/v1/echo", kAuthHeader, std::string(256 << 10, 'z')));
     ASSERT_TRUE(resp);
     EXPECT_EQ(resp->status, 413);
   }
   {  // Exactly at the limit is fine.
     RawConn c(server->port());
-    ASSERT_TRUE(c.send(raw_request("POST", "/v1/echo", kAuthHeader, std::string(1024, 'k'))));
-    auto resp = c.read_response();
+    auto resp = c.exchange(raw_request("POST", "/v1/echo", kAuthHeader, std::string(1024, 'k')));
     ASSERT_TRUE(resp);
     EXPECT_EQ(resp->status, 200);
   }
@@ -279,18 +285,16 @@ TEST(Server, header_block_over_the_limit_is_431) {
   o.header_bytes_max = 1024;
   auto server = start(std::move(r), o);
   RawConn c(server->port());
-  ASSERT_TRUE(c.send(
-      raw_request("GET", "/v1/x", kAuthHeader + "X-Big: " + std::string(4000, 'h') + "\r\n")));
-  auto resp = c.read_response();
+  auto resp = c.exchange(
+      raw_request("GET", "/v1/x", kAuthHeader + "X-Big: " + std::string(4000, 'h') + "\r\n"));
   ASSERT_TRUE(resp);
   EXPECT_EQ(resp->status, 431);
-  EXPECT_EQ(Response::text(0, resp->body).error_code(), "headers_too_large");
+  EXPECT_EQ(error_code_of(resp->body), "headers_too_large");
   EXPECT_TRUE(c.wait_closed());
   EXPECT_EQ(server->stats().requests_dispatched, 0u);
 
   RawConn ok(server->port());
-  ASSERT_TRUE(ok.send(raw_request("GET", "/v1/x", kAuthHeader + "X-Small: abc\r\n")));
-  auto fine = ok.read_response();
+  auto fine = ok.exchange(raw_request("GET", "/v1/x", kAuthHeader + "X-Small: abc\r\n"));
   ASSERT_TRUE(fine);
   EXPECT_EQ(fine->status, 200);
 }
@@ -298,16 +302,14 @@ TEST(Server, header_block_over_the_limit_is_431) {
 TEST(Server, malformed_http_is_400_and_closes) {
   auto server = start(Router());
   RawConn c(server->port());
-  ASSERT_TRUE(c.send("GARBAGE\r\n\r\n"));
-  auto resp = c.read_response();
+  auto resp = c.exchange("GARBAGE\r\n\r\n");
   ASSERT_TRUE(resp);
   EXPECT_EQ(resp->status, 400);
-  EXPECT_EQ(Response::text(0, resp->body).error_code(), "bad_request");
+  EXPECT_EQ(error_code_of(resp->body), "bad_request");
   EXPECT_TRUE(c.wait_closed());
 
   RawConn absolute(server->port());
-  ASSERT_TRUE(absolute.send(raw_request("GET", "http://example.com/v1/x")));
-  auto resp2 = absolute.read_response();
+  auto resp2 = absolute.exchange(raw_request("GET", "http://example.com/v1/x"));
   ASSERT_TRUE(resp2);
   EXPECT_EQ(resp2->status, 400);
 }
@@ -344,8 +346,7 @@ TEST(Server, keep_alive_serves_many_requests_on_one_connection) {
   auto server = start(std::move(r));
   RawConn c(server->port());
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(c.send(raw_request("GET", "/v1/x", kAuthHeader)));
-    auto resp = c.read_response();
+    auto resp = c.exchange(raw_request("GET", "/v1/x", kAuthHeader));
     ASSERT_TRUE(resp) << "request " << i;
     EXPECT_EQ(resp->status, 200);
     EXPECT_NE(resp->header("connection"), "close");
@@ -360,8 +361,7 @@ TEST(Server, keep_alive_serves_many_requests_on_one_connection) {
   ASSERT_TRUE(old.read_response());
   EXPECT_TRUE(old.wait_closed());
   RawConn closing(server->port());
-  ASSERT_TRUE(closing.send(raw_request("GET", "/v1/x", kAuthHeader + "Connection: close\r\n")));
-  auto last = closing.read_response();
+  auto last = closing.exchange(raw_request("GET", "/v1/x", kAuthHeader + "Connection: close\r\n"));
   ASSERT_TRUE(last);
   EXPECT_EQ(last->header("connection"), "close");
   EXPECT_TRUE(closing.wait_closed());
@@ -373,10 +373,7 @@ TEST(Server, pipelined_requests_are_answered_in_order_when_replies_come_out_of_o
   r.get("/v1/p/{n}", held.handler());
   auto server = start(std::move(r));
   RawConn c(server->port());
-  std::string batch;
-  for (int i = 1; i <= 4; ++i)
-    batch += raw_request("GET", "/v1/p/" + std::to_string(i), kAuthHeader);
-  ASSERT_TRUE(c.send(batch));
+  ASSERT_TRUE(c.send(pipelined_batch(4)));
   ASSERT_TRUE(held.wait_for(4)) << "all pipelined requests reach their handlers at once";
 
   // Reply last-first, each from a thread of its own.
@@ -385,11 +382,7 @@ TEST(Server, pipelined_requests_are_answered_in_order_when_replies_come_out_of_o
     repliers.emplace_back([&held, i] { held.reply(i); });
   for (auto& t : repliers)
     t.join();
-  for (int i = 1; i <= 4; ++i) {
-    auto resp = c.read_response();
-    ASSERT_TRUE(resp);
-    EXPECT_EQ(resp->body, std::to_string(i));
-  }
+  EXPECT_EQ(c.read_bodies(4), in_order(4));
 }
 
 TEST(Server, pipelining_pauses_at_the_per_connection_bound) {
@@ -400,10 +393,7 @@ TEST(Server, pipelining_pauses_at_the_per_connection_bound) {
   o.pipeline_requests_max = 2;
   auto server = start(std::move(r), o);
   RawConn c(server->port());
-  std::string batch;
-  for (int i = 1; i <= 3; ++i)
-    batch += raw_request("GET", "/v1/p/" + std::to_string(i), kAuthHeader);
-  ASSERT_TRUE(c.send(batch));
+  ASSERT_TRUE(c.send(pipelined_batch(3)));
   ASSERT_TRUE(held.wait_for(2));
   // The third stays unread while two are unanswered (a bounded wait: absence
   // can only be shown by waiting).
@@ -412,11 +402,7 @@ TEST(Server, pipelining_pauses_at_the_per_connection_bound) {
   ASSERT_TRUE(held.wait_for(3)) << "answering the first makes room for the third";
   held.reply(1);
   held.reply(2);
-  for (int i = 1; i <= 3; ++i) {
-    auto resp = c.read_response();
-    ASSERT_TRUE(resp);
-    EXPECT_EQ(resp->body, std::to_string(i));
-  }
+  EXPECT_EQ(c.read_bodies(3), in_order(3));
 }
 
 TEST(Server, slow_request_is_cut_off_at_the_read_deadline) {
@@ -486,17 +472,15 @@ TEST(Server, connections_beyond_the_bound_get_503_then_are_refused) {
   auto a = std::make_unique<RawConn>(server->port());
   RawConn b(server->port());
   for (RawConn* c : {a.get(), &b}) {
-    ASSERT_TRUE(c->send(raw_request("GET", "/v1/x", kAuthHeader)));
-    auto resp = c->read_response();
+    auto resp = c->exchange(raw_request("GET", "/v1/x", kAuthHeader));
     ASSERT_TRUE(resp);
     EXPECT_EQ(resp->status, 200);
   }
   RawConn third(server->port());
-  ASSERT_TRUE(third.send(raw_request("GET", "/v1/x", kAuthHeader)));
-  auto over = third.read_response();
+  auto over = third.exchange(raw_request("GET", "/v1/x", kAuthHeader));
   ASSERT_TRUE(over);
   EXPECT_EQ(over->status, 503);
-  EXPECT_EQ(Response::text(0, over->body).error_code(), "overloaded");
+  EXPECT_EQ(error_code_of(over->body), "overloaded");
   EXPECT_EQ(over->header("connection"), "close");
 
   // The third lingers (it has not closed its side), so a fourth is refused.
@@ -526,11 +510,10 @@ TEST(Server, handler_that_throws_or_drops_its_replier_gets_500) {
   auto server = start(std::move(r));
   RawConn c(server->port());
   for (const char* path : {"/v1/throw", "/v1/drop", "/v1/json-throw"}) {
-    ASSERT_TRUE(c.send(raw_request("GET", path, kAuthHeader)));
-    auto resp = c.read_response();
+    auto resp = c.exchange(raw_request("GET", path, kAuthHeader));
     ASSERT_TRUE(resp) << path;
     EXPECT_EQ(resp->status, 500) << path;
-    EXPECT_EQ(Response::text(0, resp->body).error_code(), "internal");
+    EXPECT_EQ(error_code_of(resp->body), "internal");
   }
 }
 
@@ -543,16 +526,14 @@ TEST(Server, answers_stay_well_framed_whatever_status_a_handler_picks) {
   });
   auto server = start(std::move(r));
   RawConn c(server->port());
-  ASSERT_TRUE(c.send(raw_request("GET", "/v1/status/204", kAuthHeader)));
-  auto empty = c.read_response();
+  auto empty = c.exchange(raw_request("GET", "/v1/status/204", kAuthHeader));
   ASSERT_TRUE(empty);
   EXPECT_EQ(empty->status, 204);
   EXPECT_EQ(empty->body, "");
   EXPECT_EQ(empty->header("x-injected"), "") << "a header value with CRLF is dropped";
   EXPECT_EQ(empty->header("set-cookie"), "");
   for (const char* bogus : {"42", "101", "1000"}) {
-    ASSERT_TRUE(c.send(raw_request("GET", std::string("/v1/status/") + bogus, kAuthHeader)));
-    auto resp = c.read_response();
+    auto resp = c.exchange(raw_request("GET", std::string("/v1/status/") + bogus, kAuthHeader));
     ASSERT_TRUE(resp) << bogus;
     EXPECT_EQ(resp->status, 500) << bogus;
   }
@@ -563,13 +544,11 @@ TEST(Server, expect_100_continue_is_answered) {
   r.post("/v1/echo", echo_handler());
   auto server = start(std::move(r));
   RawConn c(server->port());
-  ASSERT_TRUE(c.send("POST /v1/echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n" + kAuthHeader +
-                     "Content-Length: 7\r\n\r\n"));
-  auto interim = c.read_response();
+  auto interim = c.exchange("POST /v1/echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n" +
+                            kAuthHeader + "Content-Length: 7\r\n\r\n");
   ASSERT_TRUE(interim);
   EXPECT_EQ(interim->status, 100);
-  ASSERT_TRUE(c.send("payload"));
-  auto resp = c.read_response();
+  auto resp = c.exchange("payload");
   ASSERT_TRUE(resp);
   EXPECT_EQ(resp->status, 200);
   EXPECT_EQ(boost::json::parse(resp->body).at("body").as_string(), "payload");

@@ -109,6 +109,23 @@ class RawConn {
     return r;
   }
 
+  // send() then read_response(); nullopt if either fails.
+  std::optional<RawResponse> exchange(std::string_view request) {
+    if (!send(request)) return std::nullopt;
+    return read_response();
+  }
+
+  // The bodies of the next n responses, in the order they arrive.
+  std::vector<std::string> read_bodies(int n) {
+    std::vector<std::string> bodies;
+    for (int i = 0; i < n; ++i) {
+      auto r = read_response();
+      if (!r) break;
+      bodies.push_back(r->body);
+    }
+    return bodies;
+  }
+
   // True once the server has closed the connection (EOF or reset), false if
   // data arrived instead or the receive timeout passed.
   bool wait_closed() {
