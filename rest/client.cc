@@ -448,6 +448,8 @@ Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(o
 
 Client::~Client() {
   Impl& c = *impl_;
+  assert(!c.ioc.get_executor().running_in_this_thread() &&
+         "a Client destroyed from its own callback would join itself");
   c.closing.store(true);
   std::vector<std::shared_ptr<Peer>> peers;
   {

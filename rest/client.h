@@ -30,8 +30,9 @@
 //
 // Threading: every method is thread-safe. Callbacks run on the client's I/O
 // threads and must not block; request_sync() must not be called from a
-// callback (it asserts). The destructor fails what is still pending with
-// Code::closed, runs those callbacks, and joins its threads.
+// callback (it asserts), nor may the destructor run in one. The destructor
+// fails what is still pending with Code::closed, runs those callbacks, and
+// joins its threads.
 #pragma once
 
 #include <cstddef>

@@ -121,6 +121,7 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(Server::Impl& server, tcp::socket socket, uint64_t id, bool overload, std::string remote)
       : server_(server),
         socket_(std::move(socket)),
+        executor_(socket_.get_executor()),
         read_timer_(socket_.get_executor()),
         write_timer_(socket_.get_executor()),
         id_(id),
@@ -159,7 +160,8 @@ class Session : public std::enable_shared_from_this<Session> {
     server_.unregister(id_);
   }
 
-  asio::any_io_executor executor() { return socket_.get_executor(); }
+  // The connection's strand; safe to read from any thread.
+  const asio::any_io_executor& executor() const { return executor_; }
 
  private:
   enum class Phase { waiting, reading };
@@ -403,6 +405,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Server::Impl& server_;
   tcp::socket socket_;
+  const asio::any_io_executor executor_;
   asio::steady_timer read_timer_;   // read deadline, idle deadline or linger
   asio::steady_timer write_timer_;  // write deadline
   const uint64_t id_;
