@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
   bool bootstrap = false;
   int tick_ms = 10;
   uint64_t snapshot_every = 20000;
+  uint32_t window = 0;
   app.add_option("--id", id, "this replica's id")->required();
   app.add_option("--cluster", cluster, "cluster id")->required();
   app.add_option("--replicas", replicas_spec, "every replica: id=host:port,... (Paxos transport)")
@@ -126,6 +127,7 @@ int main(int argc, char** argv) {
   app.add_option("--tick-ms", tick_ms, "Paxos tick")->default_val(tick_ms);
   app.add_option("--snapshot-every", snapshot_every, "slots between snapshots")
       ->default_val(snapshot_every);
+  app.add_option("--window", window, "Paxos slots in flight (0: the node's default)");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->default_val("info");
   CLI11_PARSE(app, argc, argv);
 
@@ -158,6 +160,7 @@ int main(int argc, char** argv) {
   no.secret = *secret;
   no.tick_ms = tick_ms;
   no.snapshot_every_slots = snapshot_every;
+  if (window > 0) no.tuning.window_slots = window;
   NodeCallbacks cb;
   cb.apply = [kv](Slot, const Command& c) { kv->apply(c); };
   cb.snapshot = [kv] { return kv->snapshot(); };
