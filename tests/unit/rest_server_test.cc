@@ -88,6 +88,13 @@ class HeldReplies {
   Latch arrived_;
 };
 
+// A server whose only route, GET /v1/p/{n}, is held by `held`.
+std::unique_ptr<Server> start_holding(HeldReplies& held, ServerOptions options = {}) {
+  Router r;
+  r.get("/v1/p/{n}", held.handler());
+  return start(std::move(r), std::move(options));
+}
+
 Handler echo_handler() {
   return [](Request req, Replier reply) {
     boost::json::object o;
@@ -369,9 +376,7 @@ TEST(Server, keep_alive_serves_many_requests_on_one_connection) {
 
 TEST(Server, pipelined_requests_are_answered_in_order_when_replies_come_out_of_order) {
   HeldReplies held;
-  Router r;
-  r.get("/v1/p/{n}", held.handler());
-  auto server = start(std::move(r));
+  auto server = start_holding(held);
   RawConn c(server->port());
   ASSERT_TRUE(c.send(pipelined_batch(4)));
   ASSERT_TRUE(held.wait_for(4)) << "all pipelined requests reach their handlers at once";
@@ -387,11 +392,9 @@ TEST(Server, pipelined_requests_are_answered_in_order_when_replies_come_out_of_o
 
 TEST(Server, pipelining_pauses_at_the_per_connection_bound) {
   HeldReplies held;
-  Router r;
-  r.get("/v1/p/{n}", held.handler());
   ServerOptions o;
   o.pipeline_requests_max = 2;
-  auto server = start(std::move(r), o);
+  auto server = start_holding(held, o);
   RawConn c(server->port());
   ASSERT_TRUE(c.send(pipelined_batch(3)));
   ASSERT_TRUE(held.wait_for(2));
@@ -446,11 +449,9 @@ TEST(Server, idle_keep_alive_connection_is_closed) {
 
 TEST(Server, idle_timeout_does_not_apply_while_a_handler_works) {
   HeldReplies held;
-  Router r;
-  r.get("/v1/p/{n}", held.handler());
   ServerOptions o;
   o.idle_timeout_ms = 100;
-  auto server = start(std::move(r), o);
+  auto server = start_holding(held, o);
   RawConn c(server->port());
   ASSERT_TRUE(c.send(raw_request("GET", "/v1/p/7", kAuthHeader)));
   ASSERT_TRUE(held.wait_for(1));
@@ -556,9 +557,7 @@ TEST(Server, expect_100_continue_is_answered) {
 
 TEST(Server, stop_closes_connections_with_requests_in_flight) {
   HeldReplies held;
-  Router r;
-  r.get("/v1/p/{n}", held.handler());
-  auto server = start(std::move(r));
+  auto server = start_holding(held);
   ClientOptions co;
   co.bearer_token = kToken;
   Client client(co);
