@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -126,6 +127,41 @@ TEST(Client, pool_never_exceeds_its_bound_and_queued_requests_proceed) {
   }
   EXPECT_EQ(ts.server().stats().connections_accepted, 2u);
   EXPECT_LE(client.open_connections(ts.peer()), 2u);
+}
+
+TEST(Client, many_threads_many_peers_concurrent_requests) {
+  ServerOptions so;
+  so.io_threads = 3;
+  TestServer a(so), b(so);
+  ClientOptions o;
+  o.io_threads = 3;
+  o.connections_per_peer_max = 4;
+  Client client(o);
+  Results results;
+  constexpr int kRequests = 200;
+  std::vector<std::thread> senders;
+  for (int t = 0; t < 4; ++t) {
+    senders.emplace_back([&, t] {
+      for (int i = 0; i < kRequests / 4; ++i) {
+        ClientRequest req;
+        req.target = "/v1/ok";
+        req.headers.add("X-Echo", std::to_string(t * 1000 + i));
+        client.request((i % 2 == 0 ? a : b).peer(), req, results.callback());
+      }
+    });
+  }
+  for (auto& s : senders)
+    s.join();
+  ASSERT_TRUE(results.done.wait_for(kRequests));
+  std::lock_guard lock(results.mu);
+  std::set<std::string> bodies;
+  for (auto& r : results.all) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    bodies.insert(r->body);
+  }
+  EXPECT_EQ(bodies.size(), static_cast<size_t>(kRequests)) << "each answer is its own request's";
+  EXPECT_LE(a.server().stats().connections_accepted, 4u);
+  EXPECT_LE(b.server().stats().connections_accepted, 4u);
 }
 
 TEST(Client, full_queue_is_busy_and_not_sent) {
