@@ -147,6 +147,7 @@ void Node::handle(Ready r) {
   if (r.install) {
     if (cb_.restore) cb_.restore(r.install->index, *r.install->data);
     applied_ = r.install->index;
+    last_snapshot_ = r.install->index;  // storage saved it as this replica's snapshot
     spdlog::info("paxos node {}: installed a snapshot at slot {}", opt_.self, r.install->index);
   }
   for (const Ready::Applied& a : r.apply) {
