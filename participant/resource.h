@@ -1,0 +1,118 @@
+// Resource: a database as a participant of dtx transactions. One
+// implementation per kind of database: PostgreSQL (pg_resource.h) and SQLite
+// (sqlite_resource.h). The agent (agent.h) drives it from its worker threads;
+// the branch life cycle itself is decided by the pure BranchMachine
+// (core/branch_machine.h), never here.
+//
+// Contract every implementation keeps (CORRECTNESS.md, A1-A7):
+//   - A branch runs on one database session of its own, from a bounded pool;
+//     a branch session never reconnects (A1): a lost session fails the branch.
+//   - Statements take bound parameters only; SQL text is never spliced.
+//   - prepare() inserts a marker row (txid) in the dtx-owned table
+//     `dtx_markers` inside the branch, then makes the branch durable and
+//     prepared, and only then returns ok (a yes vote). Any error before or
+//     during prepare rolls the branch back and returns the reason (a no vote).
+//   - commit()/abort() of a prepared branch are idempotent and report the
+//     outcome the database actually has (T6): a branch someone else rolled
+//     back reports aborted even to commit(); the caller raises the alarm.
+//   - outcome_of() answers for a txid no branch holds any more: committed if
+//     its marker row exists, aborted otherwise (A3).
+//   - open() takes the locks that make this agent the only one serving the
+//     database (A4, A6), checks the configuration, and returns the branches
+//     still prepared from before a restart, whose outcome must be asked of
+//     the coordinator.
+//
+// Threading: every method is thread-safe; a Branch is used by one thread at
+// a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+
+namespace dtx::participant {
+
+// A JSON scalar bound to $1..$n, or a column value: null, boolean, integer,
+// floating point, text.
+using SqlValue = std::variant<std::monostate, bool, int64_t, double, std::string>;
+
+struct Rows {
+  std::vector<std::string> columns;
+  std::vector<std::vector<SqlValue>> rows;
+  int64_t rows_affected = 0;
+};
+
+// Why the database refused: SQLSTATE ("23505"; "" when the failure is not
+// the database's, e.g. a lost connection, "dtx01" for dtx's own refusals)
+// and its message.
+struct DbError {
+  std::string sqlstate;
+  std::string message;
+};
+
+// dtx's own SQLSTATE-like codes for refusals that are not the database's.
+inline constexpr std::string_view kRefusedByDtx = "dtx01";     // e.g. DDL, table without a key
+inline constexpr std::string_view kSessionLost = "dtx02";      // the branch session broke (A1)
+inline constexpr std::string_view kPrepareFailed = "dtx03";    // the database did not prepare
+
+enum class Outcome { committed, aborted };
+const char* outcome_name(Outcome o);
+
+// One branch's session. exec() until prepare (through Resource::prepare) or
+// rollback(). Destroying an active Branch rolls it back.
+class Branch {
+ public:
+  virtual ~Branch() = default;
+  virtual const std::string& txid() const = 0;
+  // Runs one statement inside the branch. On failure fills *err and returns
+  // a non-ok Status; the branch is then doomed (the agent will vote no).
+  virtual Result<Rows> exec(std::string_view sql, const std::vector<SqlValue>& params,
+                            DbError* err) = 0;
+  // Rolls the branch back (before prepare).
+  virtual void rollback() = 0;
+};
+
+class Resource {
+ public:
+  virtual ~Resource() = default;
+
+  // Locks, checks, crash recovery that needs no coordinator. Returns the
+  // txids of branches still prepared (held, to be decided by commit/abort).
+  virtual Result<std::vector<std::string>> open() = 0;
+
+  // A new branch for txid; Code::busy when every session is in use (after a
+  // bounded wait).
+  virtual Result<std::unique_ptr<Branch>> begin(const std::string& txid) = 0;
+
+  // Inserts the marker, makes the branch prepared and durable. Takes the
+  // branch: from here on it is addressed by txid. ok means vote yes; an error
+  // (with *err) means vote no, and the branch is already rolled back.
+  virtual Status prepare(std::unique_ptr<Branch> branch, DbError* err) = 0;
+
+  // Decide a prepared branch. Idempotent; the Outcome is what the database
+  // has now (aborted from commit() is a heuristic outcome: alarm).
+  virtual Result<Outcome> commit(const std::string& txid) = 0;
+  virtual Result<Outcome> abort(const std::string& txid) = 0;
+
+  // For a txid with no prepared branch here: committed if its marker row
+  // exists, else aborted.
+  virtual Result<Outcome> outcome_of(const std::string& txid) = 0;
+
+  // Prepared branches held now.
+  virtual std::vector<std::string> prepared() const = 0;
+
+  // "postgresql bank@127.0.0.1:5432", for logs and /readyz.
+  virtual std::string describe() const = 0;
+  // Whether the database answers (for /readyz).
+  virtual bool healthy() = 0;
+};
+
+// gid of a prepared PostgreSQL branch: dtx:<cluster>:<txid>:<agent> (T2).
+std::string make_gid(std::string_view cluster, std::string_view txid, std::string_view agent);
+
+}  // namespace dtx::participant
