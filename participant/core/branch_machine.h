@@ -1,0 +1,138 @@
+// BranchMachine: the life cycle of one branch (one database's part of one
+// global transaction) as a pure state machine: no I/O, no clock, no threads.
+// The agent (participant/agent.h) feeds it requests, results of database
+// work, ticks and coordinator answers, and does what it says.
+//
+//   ACTIVE --prepare(yes)--> PREPARED --precommit--> PRECOMMITTED
+//     |                        |   \                     |
+//     | exec error: doomed     |    commit --------------+--> COMMITTED
+//     | (prepare votes no)     |                         |    (also on its own
+//     v                        v                         |     timer, 3PC)
+//   ABORTED <----abort---------+   (abort of a PRECOMMITTED branch is refused: alarm)
+//
+// Rules (CORRECTNESS.md T5, T6, T8):
+//   - Execs are sequenced: exec n runs only if n = last + 1, the branch is
+//     ACTIVE, not doomed, and no other exec is running. A repeated or late
+//     exec is refused, never run: no statement ever runs once the branch has
+//     left ACTIVE.
+//   - Any exec error dooms the branch: prepare then votes no.
+//   - Prepare carries the exec count and the running digest of every exec
+//     (exec_digest); a mismatch votes no.
+//   - A decision's answer carries the outcome actually applied; one that
+//     differs from what was asked is a heuristic hazard the agent alarms on.
+//   - A PREPARED branch never decides alone: it asks the coordinator group on
+//     a timer with capped exponential backoff. A PRECOMMITTED branch whose
+//     commit does not arrive in time commits by itself (the coordinator's
+//     log already holds PRECOMMIT, the commit decision). An ACTIVE branch
+//     idle too long aborts itself.
+//   - Repeated prepare, precommit, commit and abort get the same answer.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "participant/resource.h"
+
+namespace dtx::participant {
+
+enum class BranchState { active, prepared, precommitted, committed, aborted };
+const char* state_name(BranchState s);
+
+struct BranchTimers {
+  uint64_t active_idle_ticks = 600;        // ACTIVE with no request: abort
+  uint64_t inquiry_first_ticks = 10;       // PREPARED: first inquiry after
+  uint64_t inquiry_max_ticks = 300;        // backoff cap
+  uint64_t precommit_timeout_ticks = 100;  // PRECOMMITTED: commit alone after
+};
+
+// The running digest of the execs of a branch: both the coordinator and the
+// agent fold every exec into it, in order.
+uint64_t exec_digest(uint64_t digest, uint64_t seq, std::string_view sql,
+                     const std::vector<SqlValue>& params);
+
+class BranchMachine {
+ public:
+  // A new branch (its first exec arrived).
+  BranchMachine(std::string txid, const BranchTimers& timers, uint64_t now);
+  // A branch found prepared at start-up: ask the coordinator at once.
+  static BranchMachine recovered(std::string txid, const BranchTimers& timers, uint64_t now);
+
+  const std::string& txid() const { return txid_; }
+  BranchState state() const { return state_; }
+  bool doomed() const { return doomed_; }
+  uint64_t exec_count() const { return exec_count_; }
+  uint64_t digest() const { return digest_; }
+  const DbError& vote_no_reason() const { return no_reason_; }
+
+  // --- exec
+  enum class ExecVerdict { run, out_of_sequence, not_active, busy, doomed };
+  ExecVerdict on_exec(uint64_t seq, uint64_t now);
+  // The exec that on_exec allowed finished; the digest folds it in.
+  void on_exec_done(uint64_t seq, std::string_view sql, const std::vector<SqlValue>& params,
+                    bool ok, const DbError& err, uint64_t now);
+
+  // --- prepare
+  enum class PrepareVerdict {
+    run,       // prepare in the database (marker, durable prepared state)
+    rollback,  // doomed: roll the session back, then on_prepare_done(false)
+    vote_yes,  // a repeat of a prepare that voted yes
+    vote_no,   // a repeat of one that voted no (or the branch aborted)
+    busy,      // an exec or a prepare of this branch is still running
+  };
+  PrepareVerdict on_prepare(uint64_t exec_count, uint64_t digest, uint64_t now);
+  void on_prepare_done(bool yes, const DbError& err, uint64_t now);
+
+  // --- 3PC pre-commit
+  enum class PrecommitVerdict { ok, refused };
+  PrecommitVerdict on_precommit(uint64_t now);
+
+  // --- decisions (from the coordinator, an inquiry answer, or a timer)
+  enum class DecisionVerdict {
+    run_commit,  // commit the prepared branch in the database
+    run_abort,   // roll back (active) or abort the prepared branch
+    answer,      // already decided: answer outcome()
+    refused,     // abort of a PRECOMMITTED branch, or commit of an ACTIVE one
+  };
+  DecisionVerdict on_commit();
+  DecisionVerdict on_abort();
+  // The database work for a decision finished with `actual`. Returns true if
+  // it differs from what was asked (a heuristic hazard).
+  bool on_decided(Outcome asked, Outcome actual, uint64_t now);
+  // The database work for a decision could not be done (it did not answer):
+  // the branch stays as it was and will be decided again.
+  void on_decision_failed() { deciding_ = false; }
+  std::optional<Outcome> outcome() const;
+
+  // --- time and the coordinator
+  enum class TickAction { none, abort_idle, inquire, commit_alone };
+  TickAction on_tick(uint64_t now);
+  enum class Answer { committed, aborted, pending, forgotten, unreachable };
+  // What to do with an inquiry's answer (run_commit, run_abort, or answer:
+  // keep waiting).
+  DecisionVerdict on_inquiry_answer(Answer a, uint64_t now);
+
+  std::string describe() const;
+
+ private:
+  void schedule_inquiry(uint64_t now, bool backoff);
+
+  std::string txid_;
+  BranchTimers timers_;
+  BranchState state_ = BranchState::active;
+  bool doomed_ = false;
+  bool exec_running_ = false;
+  bool prepare_running_ = false;
+  uint64_t exec_count_ = 0;
+  uint64_t digest_ = 0;
+  DbError no_reason_;
+  uint64_t last_activity_ = 0;
+  uint64_t next_inquiry_ = 0;
+  uint64_t inquiry_interval_ = 0;
+  bool inquiry_running_ = false;
+  uint64_t precommitted_at_ = 0;
+  bool deciding_ = false;
+};
+
+}  // namespace dtx::participant

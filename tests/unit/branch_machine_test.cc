@@ -1,0 +1,150 @@
+// Goal: the branch life cycle keeps T5, T6 and T8 whatever order requests
+// arrive in.
+#include <gtest/gtest.h>
+
+#include "participant/core/branch_machine.h"
+
+namespace dtx::participant {
+namespace {
+
+using V = BranchMachine;
+
+BranchTimers timers() {
+  BranchTimers t;
+  t.active_idle_ticks = 50;
+  t.inquiry_first_ticks = 2;
+  t.inquiry_max_ticks = 16;
+  t.precommit_timeout_ticks = 20;
+  return t;
+}
+
+// Runs execs 1..n successfully.
+uint64_t run_execs(BranchMachine& m, int n, uint64_t now = 0) {
+  uint64_t digest = 0;
+  for (int i = 1; i <= n; ++i) {
+    EXPECT_EQ(m.on_exec(i, now), V::ExecVerdict::run);
+    const std::string sql = "UPDATE t SET v = v + $1 WHERE id = $2";
+    std::vector<SqlValue> params = {int64_t{i}, std::string("k")};
+    m.on_exec_done(i, sql, params, true, {}, now);
+    digest = exec_digest(digest, i, sql, params);
+  }
+  return digest;
+}
+
+TEST(BranchMachine, execs_run_only_in_sequence_and_only_while_active) {
+  BranchMachine m("t1", timers(), 0);
+  EXPECT_EQ(m.on_exec(2, 0), V::ExecVerdict::out_of_sequence);
+  EXPECT_EQ(m.on_exec(1, 0), V::ExecVerdict::run);
+  EXPECT_EQ(m.on_exec(2, 0), V::ExecVerdict::busy) << "exec 1 is still running";
+  m.on_exec_done(1, "x", {}, true, {}, 0);
+  EXPECT_EQ(m.on_exec(1, 0), V::ExecVerdict::out_of_sequence) << "a repeated exec never runs twice";
+  const uint64_t d = exec_digest(0, 1, "x", {});
+  ASSERT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::run);
+  EXPECT_EQ(m.on_exec(2, 0), V::ExecVerdict::not_active) << "no statement while preparing";
+  m.on_prepare_done(true, {}, 0);
+  EXPECT_EQ(m.on_exec(2, 0), V::ExecVerdict::not_active)
+      << "a late exec after prepare must not run (it would autocommit)";
+}
+
+TEST(BranchMachine, any_exec_error_dooms_the_branch_to_a_no_vote) {
+  BranchMachine m("t1", timers(), 0);
+  ASSERT_EQ(m.on_exec(1, 0), V::ExecVerdict::run);
+  m.on_exec_done(1, "INSERT", {}, false, DbError{"23505", "duplicate key"}, 0);
+  EXPECT_TRUE(m.doomed());
+  EXPECT_EQ(m.on_exec(2, 0), V::ExecVerdict::doomed);
+  EXPECT_EQ(m.on_prepare(1, m.digest(), 0), V::PrepareVerdict::rollback);
+  m.on_prepare_done(false, m.vote_no_reason(), 0);
+  EXPECT_EQ(m.state(), BranchState::aborted);
+  EXPECT_EQ(m.vote_no_reason().sqlstate, "23505");
+  EXPECT_EQ(m.on_prepare(1, m.digest(), 0), V::PrepareVerdict::vote_no) << "same answer again";
+}
+
+TEST(BranchMachine, prepare_with_a_wrong_count_or_digest_votes_no) {
+  for (int variant = 0; variant < 2; ++variant) {
+    BranchMachine m("t1", timers(), 0);
+    const uint64_t d = run_execs(m, 3);
+    const auto v = variant == 0 ? m.on_prepare(2, d, 0) : m.on_prepare(3, d ^ 1, 0);
+    EXPECT_EQ(v, V::PrepareVerdict::rollback);
+    EXPECT_EQ(m.vote_no_reason().sqlstate, std::string(kRefusedByDtx));
+  }
+  BranchMachine ok("t2", timers(), 0);
+  const uint64_t d = run_execs(ok, 3);
+  EXPECT_EQ(ok.on_prepare(3, d, 0), V::PrepareVerdict::run);
+}
+
+TEST(BranchMachine, digest_depends_on_every_field) {
+  const std::vector<SqlValue> p = {int64_t{5}, std::string("a")};
+  const uint64_t base = exec_digest(0, 1, "SQL", p);
+  EXPECT_NE(base, exec_digest(0, 2, "SQL", p));
+  EXPECT_NE(base, exec_digest(0, 1, "SQL ", p));
+  EXPECT_NE(base, exec_digest(0, 1, "SQL", {int64_t{6}, std::string("a")}));
+  EXPECT_NE(base, exec_digest(0, 1, "SQL", {std::string("5"), std::string("a")}));
+  EXPECT_NE(base, exec_digest(0, 1, "SQL", {int64_t{5}}));
+  EXPECT_EQ(base, exec_digest(0, 1, "SQL", p));
+}
+
+TEST(BranchMachine, decisions_are_idempotent_and_report_what_was_applied) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::run);
+  m.on_prepare_done(true, {}, 0);
+  EXPECT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::vote_yes);
+  ASSERT_EQ(m.on_commit(), V::DecisionVerdict::run_commit);
+  EXPECT_EQ(m.on_commit(), V::DecisionVerdict::answer) << "a decision is under way";
+  EXPECT_TRUE(m.on_decided(Outcome::committed, Outcome::aborted, 0)) << "heuristic: flagged";
+  EXPECT_EQ(m.outcome(), Outcome::aborted);
+  EXPECT_EQ(m.on_commit(), V::DecisionVerdict::answer);
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::answer);
+}
+
+TEST(BranchMachine, a_precommitted_branch_refuses_abort_and_commits_on_its_timer) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::run);
+  m.on_prepare_done(true, {}, 0);
+  EXPECT_EQ(m.on_precommit(5), V::PrecommitVerdict::ok);
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::refused);
+  EXPECT_EQ(m.on_tick(10), V::TickAction::none);
+  EXPECT_EQ(m.on_tick(25), V::TickAction::commit_alone);
+}
+
+TEST(BranchMachine, a_prepared_branch_asks_with_capped_backoff_and_never_decides_alone) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::run);
+  m.on_prepare_done(true, {}, 0);
+  std::vector<uint64_t> asked_at;
+  for (uint64_t t = 0; t < 200; ++t) {
+    const auto a = m.on_tick(t);
+    ASSERT_NE(a, V::TickAction::abort_idle);
+    ASSERT_NE(a, V::TickAction::commit_alone);
+    if (a == V::TickAction::inquire) {
+      asked_at.push_back(t);
+      EXPECT_EQ(m.on_inquiry_answer(V::Answer::pending, t), V::DecisionVerdict::answer);
+    }
+  }
+  ASSERT_GE(asked_at.size(), 5u);
+  EXPECT_EQ(asked_at[1] - asked_at[0], 4u);  // 2, then doubling
+  EXPECT_EQ(asked_at[2] - asked_at[1], 8u);
+  EXPECT_EQ(asked_at.back() - asked_at[asked_at.size() - 2], 16u) << "capped";
+  EXPECT_EQ(m.state(), BranchState::prepared);
+  EXPECT_EQ(m.on_tick(1000), V::TickAction::inquire);
+  EXPECT_EQ(m.on_inquiry_answer(V::Answer::committed, 1000), V::DecisionVerdict::run_commit);
+}
+
+TEST(BranchMachine, an_idle_active_branch_aborts_itself) {
+  BranchMachine m("t1", timers(), 0);
+  run_execs(m, 1, 0);
+  EXPECT_EQ(m.on_tick(49), V::TickAction::none);
+  EXPECT_EQ(m.on_tick(50), V::TickAction::abort_idle);
+}
+
+TEST(BranchMachine, a_recovered_branch_asks_at_once) {
+  BranchMachine m = BranchMachine::recovered("t9", timers(), 100);
+  EXPECT_EQ(m.state(), BranchState::prepared);
+  EXPECT_EQ(m.on_tick(100), V::TickAction::inquire);
+  EXPECT_EQ(m.on_inquiry_answer(V::Answer::aborted, 100), V::DecisionVerdict::run_abort);
+}
+
+}  // namespace
+}  // namespace dtx::participant
