@@ -140,8 +140,10 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
   if (!server.ok()) return server.status();
   a->server_ = std::move(*server);
 
-  for (size_t i = 0; i < a->opt_.workers; ++i)
-    a->workers_.emplace_back([p = a.get()] { p->worker_loop(); });
+  for (size_t i = 0; i < a->opt_.workers; ++i) {
+    a->workers_.emplace_back([p = a.get()] { p->worker_loop(Lane::start); });
+    a->workers_.emplace_back([p = a.get()] { p->worker_loop(Lane::work); });
+  }
   a->ticker_ = std::thread([p = a.get()] { p->ticker_loop(); });
   spdlog::info("agent {}: serving {} for cluster {} on port {}, {} prepared branch(es) recovered",
                a->opt_.name, a->resource_->describe(), a->opt_.cluster, a->port(),
@@ -179,28 +181,30 @@ uint64_t Agent::now_ticks() const {
   return static_cast<uint64_t>(steady_ms() / opt_.tick_ms);
 }
 
-bool Agent::submit(std::function<void()> job) {
+bool Agent::submit(std::function<void()> job, Lane lane) {
+  auto& q = queue_[static_cast<int>(lane)];
   {
     std::lock_guard lock(q_mu_);
-    if (stopping_ || queue_.size() >= opt_.queue_max) {
+    if (stopping_ || q.size() >= opt_.queue_max) {
       counters_.overloaded++;
       return false;
     }
-    queue_.push_back(std::move(job));
+    q.push_back(std::move(job));
   }
-  q_cv_.notify_one();
+  q_cv_.notify_all();
   return true;
 }
 
-void Agent::worker_loop() {
+void Agent::worker_loop(Lane lane) {
+  auto& q = queue_[static_cast<int>(lane)];
   for (;;) {
     std::function<void()> job;
     {
       std::unique_lock lock(q_mu_);
-      q_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-      if (queue_.empty()) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      q_cv_.wait(lock, [&] { return stopping_ || !q.empty(); });
+      if (q.empty()) return;
+      job = std::move(q.front());
+      q.pop_front();
     }
     job();
   }

@@ -99,8 +99,13 @@ class Agent {
   using Reply = std::function<void(int status, std::string body)>;
 
   Agent(AgentOptions o, std::unique_ptr<Resource> r);
-  bool submit(std::function<void()> job);
-  void worker_loop();
+  // Two lanes, each with its own workers: branches' first execs (which may
+  // wait for a database session, or for SQLite's single write lock), and
+  // everything else. A branch holding a session must always be able to
+  // prepare and be decided, or waiting first execs would starve it.
+  enum class Lane { start, work };
+  bool submit(std::function<void()> job, Lane lane = Lane::work);
+  void worker_loop(Lane lane);
   void ticker_loop();
   uint64_t now_ticks() const;
 
@@ -135,7 +140,7 @@ class Agent {
 
   std::mutex q_mu_;
   std::condition_variable q_cv_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<std::function<void()>> queue_[2];
   bool stopping_ = false;
   std::vector<std::thread> workers_;
   std::thread ticker_;

@@ -2,7 +2,9 @@
 
 namespace dtx::participant {
 
-const char* outcome_name(Outcome o) { return o == Outcome::committed ? "committed" : "aborted"; }
+const char* outcome_name(Outcome o) {
+  return o == Outcome::committed ? "committed" : "aborted";
+}
 
 std::string make_gid(std::string_view cluster, std::string_view txid, std::string_view agent) {
   std::string gid = "dtx:";

@@ -56,9 +56,9 @@ struct DbError {
 };
 
 // dtx's own SQLSTATE-like codes for refusals that are not the database's.
-inline constexpr std::string_view kRefusedByDtx = "dtx01";     // e.g. DDL, table without a key
-inline constexpr std::string_view kSessionLost = "dtx02";      // the branch session broke (A1)
-inline constexpr std::string_view kPrepareFailed = "dtx03";    // the database did not prepare
+inline constexpr std::string_view kRefusedByDtx = "dtx01";   // e.g. DDL, table without a key
+inline constexpr std::string_view kSessionLost = "dtx02";    // the branch session broke (A1)
+inline constexpr std::string_view kPrepareFailed = "dtx03";  // the database did not prepare
 
 enum class Outcome { committed, aborted };
 const char* outcome_name(Outcome o);
