@@ -1,0 +1,189 @@
+// PgResource: a PostgreSQL database as a participant of dtx transactions
+// (the Resource contract in participant/resource.h; CORRECTNESS.md A1-A4,
+// A7). Built on libpqxx 6.4, with libpq for the one answer libpqxx hides.
+//
+// Sessions
+//   - A control session, opened by open() and kept for the resource's
+//     lifetime, holds the session-level advisory lock
+//     pg_try_advisory_lock(advisory_lock_key(cluster, agent)) (pg_sql.h):
+//     one agent of a name per database (A4). A second one fails open() with
+//     Code::busy. If the control session breaks, the lock goes with it.
+//     Every prepare, commit and abort (and healthy()) first reads, without
+//     waiting, what the server sent the control session; one found lost
+//     (its backend terminated, the server restarted) is re-opened and the
+//     lock re-taken. While another agent holds the lock, those answer
+//     Code::busy and healthy() is false. A control session cut off by a
+//     silent network partition is found by healthy()'s bounded SELECT 1.
+//   - A pool of branch sessions (PgOptions::pool_size), each connected once
+//     and never reconnected (A1, pg_session.h). A session that breaks is
+//     closed; a new connection replaces it for later branches.
+//
+// A branch
+//   begin(txid)   takes a free session (waiting at most begin_wait, then
+//                 Code::busy), runs BEGIN ISOLATION LEVEL <isolation> and
+//                 records pg_backend_pid().
+//   exec()        runs one statement with bound parameters. Statements that
+//                 would end or change the transaction are refused by a
+//                 first-keyword guard (statement_refusal() in pg_sql.h: a
+//                 guard, not a parser). Any error dooms the branch: later
+//                 execs fail at once without touching the session, and
+//                 prepare() votes no.
+//   prepare()     checks pg_backend_pid() and that the connection is the one
+//                 BEGIN ran on (A1), inserts the marker row, runs
+//                 PREPARE TRANSACTION 'dtx:<cluster>:<txid>:<agent>' and votes
+//                 yes only on the tag "PREPARE TRANSACTION" (A2). The session
+//                 then goes back to the pool: the prepared transaction
+//                 belongs to the server.
+//   commit()/     COMMIT PREPARED / ROLLBACK PREPARED on a free pool session,
+//   abort()       or the control session when none is free. "No such
+//                 prepared transaction" (42704) is settled by the marker
+//                 (A3): present, committed; absent, aborted. So commit()
+//                 answering aborted, or abort() answering committed, is a
+//                 heuristic outcome someone else made (logged as an error;
+//                 the agent alarms, T6). Both idempotent; a lost connection is
+//                 Code::unavailable (retry later). There is no fsync of the
+//                 agent's own: PostgreSQL's prepared state and the marker are
+//                 the durable record.
+//
+// The marker table, created by open() if missing:
+//   CREATE TABLE dtx_markers (cluster text, agent text, txid text,
+//     created_at timestamptz DEFAULT now(), PRIMARY KEY (cluster, agent, txid))
+// Keyed by all three because several agents, of one cluster or of several,
+// may share a database: a txid is unique only within its cluster, and one
+// transaction may have a branch on two agents of one database. A marker is
+// visible only once its branch committed. Markers older than
+// PgOptions::marker_retention are deleted by open() and by
+// forget_markers_before(), which the agent should call periodically (e.g.
+// daily). The retention must exceed the longest a txid can stay in doubt
+// and then still be asked about (the coordinator's retention, T3): a
+// commit() retried after its marker was deleted would answer aborted.
+//
+// Reconciliation (A4): open() returns the txids of the prepared
+// transactions in pg_prepared_xacts of the current database whose gid is
+// exactly dtx:<cluster>:<txid>:<agent> for this cluster and agent; they stay
+// prepared until commit()/abort(). No other prepared transaction (other
+// clusters, agents, databases, or not dtx's) is ever touched.
+//
+// Configuration checks: max_prepared_transactions must be at least the pool
+// size (else open() fails with Code::failed_precondition, saying what to
+// set); other agents on the same server need their share too.
+//
+// Isolation (A7): branches run at PgOptions::isolation, READ COMMITTED by
+// default. A global transaction is not serializable across databases at
+// any level; reads that must see a consistent pair should lock the rows
+// they read (SELECT ... FOR SHARE).
+//
+// Threading: every method is thread-safe; a Branch is used by one thread at
+// a time, and may outlive the resource (it keeps the pool alive).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "participant/pg/pg_sql.h"
+#include "participant/resource.h"
+
+namespace dtx::participant {
+
+namespace pg {
+class PgSession;
+struct PgShared;
+}  // namespace pg
+
+// Branch isolation (A7).
+enum class PgIsolation { read_committed, repeatable_read, serializable };
+// "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE".
+const char* isolation_sql(PgIsolation level);
+
+struct PgOptions {
+  // libpq conninfo ("host=... dbname=...") or URI ("postgresql://..."). A
+  // password comes from here or from PGPASSWORD; it is never logged.
+  // Network bounds (connect_timeout, tcp_user_timeout, keepalives) may be
+  // set here too.
+  std::string url;
+  // Both go into every gid, dtx:<cluster>:<txid>:<agent>: 1..64 characters
+  // of [A-Za-z0-9._-] (checked by open()).
+  std::string cluster_id;
+  std::string agent_name;
+  // Branch sessions; also the least max_prepared_transactions accepted.
+  size_t pool_size = 16;
+  PgIsolation isolation = PgIsolation::read_committed;
+  // statement_timeout of every session, branch statements included.
+  std::chrono::milliseconds statement_timeout{30000};
+  // How long begin() waits for a free branch session before Code::busy.
+  std::chrono::milliseconds begin_wait{5000};
+  // Bound on healthy(): waiting for the control session, and its SELECT 1.
+  std::chrono::milliseconds health_timeout{2000};
+  // Markers older than this are deleted (open(), forget_old_markers());
+  // zero keeps them forever.
+  std::chrono::hours marker_retention{24 * 7};
+};
+
+class PgResource final : public Resource {
+ public:
+  explicit PgResource(PgOptions options);
+  ~PgResource() override;
+  PgResource(const PgResource&) = delete;
+  PgResource& operator=(const PgResource&) = delete;
+
+  Result<std::vector<std::string>> open() override;
+  Result<std::unique_ptr<Branch>> begin(const std::string& txid) override;
+  Status prepare(std::unique_ptr<Branch> branch, DbError* err) override;
+  Result<Outcome> commit(const std::string& txid) override;
+  Result<Outcome> abort(const std::string& txid) override;
+  // commit(), abort() and outcome_of() answer Code::failed_precondition
+  // while a branch of the txid is still running here (between begin() and
+  // prepare() or rollback()); outcome_of() also while the txid is prepared:
+  // its outcome is not decided yet, and its marker not visible.
+  Result<Outcome> outcome_of(const std::string& txid) override;
+  std::vector<std::string> prepared() const override;
+  std::string describe() const override;
+  bool healthy() override;
+
+  // Deletes this agent's markers created before `before`.
+  Status forget_markers_before(std::chrono::system_clock::time_point before);
+  // forget_markers_before(now - marker_retention); nothing if it is zero.
+  Status forget_old_markers();
+
+  const PgOptions& options() const { return options_; }
+
+ private:
+  Status check_open() const;
+  Status check_options() const;
+  std::string gid(const std::string& txid) const;
+  Result<bool> take_agent_lock(pg::PgSession& s);
+  // The server drops a closed session's locks only after the client has
+  // gone; unlocking first lets a successor open at once.
+  void release_agent_lock(pg::PgSession& s);
+  Status check_server(pg::PgSession& s);
+  Status create_marker_table(pg::PgSession& s);
+  Result<std::vector<std::string>> reconcile(pg::PgSession& s);
+  // Re-opens the control session and re-takes the lock if it broke.
+  // Caller holds control_mu_.
+  Status ensure_control();
+  Status check_agent_lock();
+  // commit/abort/outcome_of answer only for txids with no running branch.
+  Status check_not_active(const std::string& txid) const;
+  // Runs f on a free pool session, else on the control session.
+  Status with_decision_session(const std::function<Status(pg::PgSession&)>& f);
+  Result<bool> marker_exists(pg::PgSession& s, const std::string& txid);
+  Result<Outcome> decide(const std::string& txid, Outcome wanted);
+
+  const PgOptions options_;
+  std::shared_ptr<pg::PgShared> shared_;  // the pool and the txid sets; branches share it
+  std::atomic<bool> open_{false};
+  std::atomic<bool> lock_held_{false};
+
+  std::timed_mutex control_mu_;
+  std::unique_ptr<pg::PgSession> control_;
+
+  mutable std::mutex describe_mu_;
+  std::string describe_;
+};
+
+}  // namespace dtx::participant
