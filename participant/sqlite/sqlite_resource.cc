@@ -1,0 +1,671 @@
+#include "participant/sqlite/sqlite_resource.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <set>
+
+#include "common/logging.h"
+#include "participant/sqlite/sqlite_branch.h"
+#include "participant/sqlite/sqlite_changeset.h"
+#include "participant/sqlite/sqlite_wal_records.h"
+
+namespace dtx::participant::sqlite {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kCreateMarkers =
+    "CREATE TABLE IF NOT EXISTS main.dtx_markers("
+    "txid TEXT PRIMARY KEY, created_at INTEGER NOT NULL)";
+constexpr std::string_view kMarkerTable = "dtx_markers";
+
+// Room for a PREPARED record's txid and lengths besides redo and undo.
+constexpr uint32_t kPreparedOverheadBytes = 2 + kTxidBytesMax + 4 + 4 + 8;
+
+std::span<const uint8_t> bytes_of(const std::vector<uint8_t>& v) {
+  return {v.data(), v.size()};
+}
+
+// What PRAGMA foreign_key_check reports, one string per violation.
+Result<std::set<std::string>> fk_violations(sqlite3* db) {
+  auto stmt = prepare_internal(db, "PRAGMA main.foreign_key_check");
+  if (!stmt.ok()) return stmt.status();
+  std::set<std::string> out;
+  int rc;
+  while ((rc = sqlite3_step(stmt->get())) == SQLITE_ROW) {
+    std::string v;
+    for (int c = 0; c < 4; ++c)
+      v += (c ? " " : "") + render_value(stored_column(stmt->get(), c));
+    out.insert(std::move(v));
+  }
+  if (rc != SQLITE_DONE) return error(Code::io_error, "sqlite: " + describe_last_error(db));
+  return out;
+}
+
+// Whether the transaction on db holds the marker row of txid.
+Result<bool> has_marker(sqlite3* db, const std::string& txid) {
+  auto stmt = prepare_internal(db, "SELECT 1 FROM main.dtx_markers WHERE txid = ?1");
+  if (!stmt.ok()) return stmt.status();
+  sqlite3_bind_text64(stmt->get(), 1, txid.data(), txid.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  int rc = sqlite3_step(stmt->get());
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+    return error(Code::io_error, "sqlite: marker lookup: " + describe_last_error(db));
+  }
+  return rc == SQLITE_ROW;
+}
+
+bool is_marker_of(const Change& c, const std::string& txid) {
+  if (c.table != kMarkerTable || c.op != SQLITE_INSERT) return false;
+  auto key = c.key();
+  return key.size() == 1 && key[0].type == SQLITE_TEXT && key[0].bytes == txid;
+}
+
+Status no_vote(const std::string& txid, Code code, const DbError& e) {
+  logging::txn_warn(txid, "prepare: votes no: {}: {}", e.sqlstate, e.message);
+  return error(code, fmt::format("txid={} votes no: {}: {}", txid, e.sqlstate, e.message));
+}
+
+}  // namespace
+
+SqliteResource::SqliteResource(SqliteOptions options) : opt_(std::move(options)) {}
+
+SqliteResource::~SqliteResource() {
+  // The held branch's transaction ends with its connection: SQLite rolls an
+  // open transaction back on close, and the PREPARED record keeps it.
+  std::lock_guard lk(mu_);
+  held_.reset();
+  queued_.clear();
+}
+
+std::string SqliteResource::describe() const {
+  return "sqlite " + opt_.db_path;
+}
+
+wal::Options SqliteResource::wal_options(const SqliteOptions& o) {
+  wal::Options w;
+  w.dir = o.wal_dir;
+  w.fs = o.wal_fs;
+  w.segment_bytes = o.wal_segment_bytes;
+  w.record_payload_bytes_max = o.changeset_bytes_max + kPreparedOverheadBytes;
+  w.buffer_bytes = w.record_payload_bytes_max + wal::kBatchHeaderBytes + wal::kRecordHeaderBytes;
+  w.on_fatal = o.on_fatal;  // empty: the WAL's default, log and abort (W5)
+  return w;
+}
+
+void SqliteResource::hook(std::string_view point, const std::string& txid) {
+  if (opt_.test_hook) opt_.test_hook(point, txid);
+}
+
+void SqliteResource::fail(const Status& s) {
+  {
+    std::lock_guard lk(mu_);
+    if (!failed_.ok()) return;
+    failed_ = s;
+    writer_cv_.notify_all();
+  }
+  spdlog::critical("sqlite {}: {}; the resource stops", opt_.db_path, s.describe());
+  if (opt_.on_fatal) {
+    opt_.on_fatal(s);
+  } else {
+    std::abort();
+  }
+}
+
+Status SqliteResource::check_usable() const {
+  if (!opened_) return error(Code::failed_precondition, describe() + " is not open");
+  if (!failed_.ok()) return error(Code::closed, describe() + " failed: " + failed_.message());
+  return ok_status();
+}
+
+bool SqliteResource::writer_taken() const {
+  return !active_txid_.empty() || held_.has_value() || !queued_.empty();
+}
+
+// ---------------------------------------------------------------------------
+// open and recovery
+
+Status SqliteResource::configure_writer() {
+  sqlite3* db = writer_.get();
+  auto mode = query_text(db, "PRAGMA main.journal_mode=WAL");
+  if (!mode.ok()) return mode.status();
+  if (*mode != "wal") {
+    return error(Code::failed_precondition,
+                 "sqlite " + opt_.db_path + ": journal_mode stays '" + *mode + "', not 'wal'");
+  }
+  DTX_RETURN_IF_ERROR(exec_simple(db, "PRAGMA main.synchronous=FULL"));
+  DTX_RETURN_IF_ERROR(
+      exec_simple(db, opt_.foreign_keys ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF"));
+  return exec_simple(db, kCreateMarkers);
+}
+
+Result<std::vector<std::string>> SqliteResource::open() {
+  {
+    std::lock_guard lk(mu_);
+    if (opened_ || db_lock_) return error(Code::failed_precondition, describe() + " is open");
+  }
+  if (opt_.db_path.empty() || opt_.wal_dir.empty()) {
+    return error(Code::invalid_argument, "sqlite: db_path and wal_dir are required");
+  }
+  if (opt_.busy_wait.count() <= 0 || opt_.changeset_bytes_max == 0 ||
+      opt_.wal_segment_bytes < wal::kSegmentHeaderBytes + wal_options(opt_).buffer_bytes) {
+    return error(Code::invalid_argument,
+                 "sqlite: busy_wait and changeset_bytes_max must be positive, and "
+                 "wal_segment_bytes must hold a largest record");
+  }
+  std::vector<std::string> in_doubt;
+  Status s = [&]() -> Status {
+    const std::string lock_path = opt_.db_path + ".dtx-lock";
+    auto lock = posix_file_system().lock(lock_path);
+    if (!lock.ok()) {
+      return error(lock.status().code(),
+                   fmt::format("sqlite {}: another dtx agent serves this database (cannot lock "
+                               "{}: {})",
+                               opt_.db_path, lock_path, lock.status().message()));
+    }
+    db_lock_ = std::move(*lock);
+    auto log = wal::SegmentedLog::open(wal_options(opt_));
+    if (!log.ok()) {
+      return error(log.status().code(), "sqlite " + opt_.db_path + ": agent WAL " + opt_.wal_dir +
+                                            ": " + log.status().message());
+    }
+    wal_ = std::move(*log);
+    auto writer = open_connection(opt_.db_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    if (!writer.ok()) return writer.status();
+    writer_ = std::move(*writer);
+    DTX_RETURN_IF_ERROR(configure_writer());
+    auto reader = open_connection(opt_.db_path, SQLITE_OPEN_READWRITE);
+    if (!reader.ok()) return reader.status();
+    reader_ = std::move(*reader);
+    DTX_RETURN_IF_ERROR(exec_simple(reader_.get(), "PRAGMA query_only=ON"));
+    return recover(&in_doubt);
+  }();
+  if (!s.ok()) {
+    // Leave nothing locked: the operator may retry, another process may open.
+    std::lock_guard lk(mu_);
+    held_.reset();
+    queued_.clear();
+    undecided_.clear();
+    reader_.reset();
+    writer_.reset();
+    wal_.reset();
+    db_lock_.reset();
+    return s;
+  }
+  {
+    std::lock_guard lk(mu_);
+    opened_ = true;
+  }
+  maybe_truncate();
+  spdlog::info("sqlite {}: open, agent WAL {}, {} branch(es) in doubt", opt_.db_path, opt_.wal_dir,
+               in_doubt.size());
+  return in_doubt;
+}
+
+Status SqliteResource::recover(std::vector<std::string>* in_doubt) {
+  struct Pending {
+    uint64_t lsn;
+    std::vector<uint8_t> redo;
+  };
+  std::map<std::string, Pending> undecided;
+  auto reader = wal_->read_from(wal_->first_lsn());
+  if (!reader.ok()) return reader.status();
+  for (;;) {
+    auto next = (*reader)->next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    const wal::Record& r = **next;
+    auto rec = decode_record(r.lsn, r.type, r.payload);
+    if (!rec.ok()) {
+      return error(Code::corruption, "agent WAL " + opt_.wal_dir + ": " + rec.status().message());
+    }
+    if (rec->type == RecordType::prepared) {
+      undecided[rec->txid] = Pending{rec->lsn, std::move(rec->redo)};
+    } else {
+      undecided.erase(rec->txid);
+    }
+  }
+  reader->reset();
+
+  std::vector<std::pair<uint64_t, std::string>> order;
+  for (const auto& [txid, p] : undecided)
+    order.emplace_back(p.lsn, txid);
+  std::sort(order.begin(), order.end());
+  std::vector<std::string> doubtful;
+  for (const auto& [lsn, txid] : order) {
+    auto marker = marker_exists(txid);
+    if (!marker.ok()) return marker.status();
+    if (*marker) {
+      logging::txn_info(txid, "recovery: marker present, the branch committed before the crash");
+      append_decision(RecordType::committed, txid);
+    } else {
+      doubtful.push_back(txid);
+    }
+  }
+  for (const auto& txid : doubtful) {
+    Pending& p = undecided[txid];
+    if (in_doubt->empty()) {
+      auto held = redo(txid, p.redo);
+      if (!held.ok()) return held.status();
+      std::lock_guard lk(mu_);
+      held_ = std::move(*held);
+    } else {
+      logging::txn_warn(txid,
+                        "recovery: also in doubt; redone and held after {} is decided (one "
+                        "writer)",
+                        in_doubt->back());
+      std::lock_guard lk(mu_);
+      queued_.push_back(Queued{txid, std::move(p.redo)});
+    }
+    std::lock_guard lk(mu_);
+    undecided_[txid] = p.lsn;
+    in_doubt->push_back(txid);
+  }
+  return ok_status();
+}
+
+Result<SqliteResource::Held> SqliteResource::redo(const std::string& txid,
+                                                  const std::vector<uint8_t>& redo) {
+  auto conn = open_connection(opt_.db_path, SQLITE_OPEN_READWRITE);
+  if (!conn.ok()) return conn.status();
+  sqlite3* db = conn->get();
+  // The changeset already holds every row the branch's triggers and
+  // foreign-key actions changed; firing them again would change more.
+  int triggers = 1;
+  sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, &triggers);
+  if (triggers != 0) return error(Code::internal, "sqlite: cannot disable triggers");
+  DTX_RETURN_IF_ERROR(exec_simple(db, "PRAGMA foreign_keys=OFF"));
+  DTX_RETURN_IF_ERROR(exec_simple(db, "PRAGMA main.synchronous=FULL"));
+  sqlite3_busy_timeout(db, static_cast<int>(opt_.busy_wait.count()));
+  if (Status s = exec_simple(db, "BEGIN IMMEDIATE"); !s.ok()) {
+    return error(Code::busy, "txid=" + txid + ": recovery: " + s.message());
+  }
+  auto conflict_error = [&](const std::string& what) {
+    (void)exec_simple(db, "ROLLBACK");
+    logging::txn_error(txid,
+                       "recovery: the redo conflicts with the database ({}): heuristic hazard; "
+                       "nothing changed, the branch stays in doubt for an operator",
+                       what);
+    return error(Code::failed_precondition,
+                 fmt::format("txid={}: the redo of this prepared branch conflicts with {} ({}): "
+                             "someone changed those rows while the agent was down. Nothing was "
+                             "changed; the branch stays in doubt in the agent WAL {}. Inspect it "
+                             "(describe_prepared), repair the data, then settle it "
+                             "(resolve_by_operator) before the agent can start",
+                             txid, opt_.db_path, what, opt_.wal_dir));
+  };
+  std::set<std::string> fk_before;
+  if (opt_.foreign_keys) {
+    auto v = fk_violations(db);
+    if (!v.ok()) return v.status();
+    fk_before = std::move(*v);
+  }
+  std::string conflict;
+  if (Status s = apply_strict(db, bytes_of(redo), &conflict); !s.ok()) {
+    if (s.code() == Code::failed_precondition) return conflict_error(conflict);
+    (void)exec_simple(db, "ROLLBACK");
+    return error(s.code(), "txid=" + txid + ": recovery: " + s.message());
+  }
+  if (opt_.foreign_keys) {
+    auto after = fk_violations(db);
+    if (!after.ok()) return after.status();
+    for (const auto& v : *after) {
+      if (!fk_before.contains(v)) {
+        return conflict_error("foreign key violation (table rowid parent fkid): " + v);
+      }
+    }
+  }
+  auto marker = has_marker(db, txid);
+  if (!marker.ok() || !*marker) {
+    (void)exec_simple(db, "ROLLBACK");
+    return error(Code::corruption, "txid=" + txid + ": the recorded redo holds no marker row");
+  }
+  logging::txn_info(txid, "recovery: redo applied ({} bytes); held prepared until decided",
+                    redo.size());
+  Held h;
+  h.txid = txid;
+  h.db = db;
+  h.owned = std::move(*conn);
+  return h;
+}
+
+Result<bool> SqliteResource::marker_exists(const std::string& txid) {
+  std::lock_guard lk(reader_mu_);
+  return has_marker(reader_.get(), txid);
+}
+
+// ---------------------------------------------------------------------------
+// Branches
+
+Result<std::unique_ptr<Branch>> SqliteResource::begin(const std::string& txid) {
+  if (txid.empty() || txid.size() > kTxidBytesMax) {
+    return error(Code::invalid_argument,
+                 fmt::format("txid must be 1..{} bytes, not {}", kTxidBytesMax, txid.size()));
+  }
+  const auto deadline = Clock::now() + opt_.busy_wait;
+  {
+    std::unique_lock lk(mu_);
+    DTX_RETURN_IF_ERROR(check_usable());
+    if (undecided_.contains(txid) || active_txid_ == txid) {
+      return error(Code::failed_precondition, "txid=" + txid + " already has a branch here");
+    }
+    if (!writer_cv_.wait_until(lk, deadline, [&] { return !writer_taken() || !failed_.ok(); })) {
+      const std::string holder = !active_txid_.empty() ? active_txid_
+                                 : held_               ? held_->txid
+                                                       : queued_.front().txid;
+      return error(Code::busy,
+                   fmt::format("txid={}: SQLite has one writer and branch {} held it for the "
+                               "whole busy wait ({} ms)",
+                               txid, holder, opt_.busy_wait.count()));
+    }
+    DTX_RETURN_IF_ERROR(check_usable());
+    active_txid_ = txid;
+  }
+  sqlite3* db = writer_.get();
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  sqlite3_busy_timeout(db, static_cast<int>(std::max<int64_t>(left.count(), 1)));
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    const int code = sqlite3_extended_errcode(db) & 0xff;
+    std::string what = describe_last_error(db);
+    release_writer();
+    return error(code == SQLITE_BUSY || code == SQLITE_LOCKED ? Code::busy : Code::io_error,
+                 "txid=" + txid + ": BEGIN IMMEDIATE: " + what);
+  }
+  sqlite3_session* session = nullptr;
+  int rc = sqlite3session_create(db, "main", &session);
+  if (rc == SQLITE_OK) rc = sqlite3session_attach(session, nullptr);
+  if (rc != SQLITE_OK) {
+    if (session) sqlite3session_delete(session);
+    (void)exec_simple(db, "ROLLBACK");
+    release_writer();
+    return error(Code::internal, "txid=" + txid + ": sqlite3session: " + result_code_name(rc));
+  }
+  logging::txn_debug(txid, "begin: BEGIN IMMEDIATE on {}", opt_.db_path);
+  return std::unique_ptr<Branch>(std::make_unique<SqliteBranch>(
+      this, txid, db, session, opt_.branch_rows_max, opt_.result_rows_max));
+}
+
+void SqliteResource::release_writer() {
+  std::lock_guard lk(mu_);
+  active_txid_.clear();
+  writer_cv_.notify_all();
+}
+
+Status SqliteResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
+  DbError ignored;
+  if (err == nullptr) err = &ignored;
+  auto* b = dynamic_cast<SqliteBranch*>(branch.get());
+  if (b == nullptr || b->owner() != this) {
+    *err = DbError{std::string(kPrepareFailed), "not a branch of " + describe()};
+    return error(Code::invalid_argument, err->message);
+  }
+  const std::string txid = b->txid();
+  auto no = [&](Code code, DbError e) {
+    *err = std::move(e);
+    b->rollback();
+    return no_vote(txid, code, *err);
+  };
+  auto dtx_no = [&](Code code, std::string_view sqlstate, std::string message) {
+    return no(code, DbError{std::string(sqlstate), std::move(message)});
+  };
+  if (!b->active()) {
+    return dtx_no(Code::failed_precondition, kRefusedByDtx, "the branch is no longer active");
+  }
+  if (b->doomed()) return no(Code::failed_precondition, b->doom_error());
+  {
+    std::lock_guard lk(mu_);
+    if (!failed_.ok()) return dtx_no(Code::closed, kPrepareFailed, failed_.message());
+  }
+  sqlite3* db = b->db();
+
+  // The marker row (A3/A5): present after a crash means committed.
+  {
+    auto ins =
+        prepare_internal(db, "INSERT INTO main.dtx_markers(txid, created_at) VALUES(?1, ?2)");
+    if (!ins.ok()) return dtx_no(Code::internal, kPrepareFailed, ins.status().message());
+    sqlite3_bind_text64(ins->get(), 1, txid.data(), txid.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+    sqlite3_bind_int64(ins->get(), 2, unix_now_ms());
+    if (sqlite3_step(ins->get()) != SQLITE_DONE) {
+      return no(Code::failed_precondition, last_error(db));
+    }
+  }
+  // COMMIT checks deferred foreign keys; after a yes vote it must not fail.
+  int deferred = 0, highwater = 0;
+  sqlite3_db_status(db, SQLITE_DBSTATUS_DEFERRED_FKS, &deferred, &highwater, 0);
+  if (deferred != 0) {
+    return no(Code::failed_precondition,
+              DbError{"SQLITE_CONSTRAINT_FOREIGNKEY",
+                      "deferred foreign key constraints are violated: COMMIT would fail"});
+  }
+
+  auto redo = b->take_changeset();
+  if (!redo.ok()) return dtx_no(Code::internal, kPrepareFailed, redo.status().message());
+  auto changes = decode_changeset(bytes_of(*redo));
+  if (!changes.ok()) return dtx_no(Code::internal, kPrepareFailed, changes.status().message());
+  if (std::none_of(changes->begin(), changes->end(),
+                   [&](const Change& c) { return is_marker_of(c, txid); })) {
+    return dtx_no(Code::internal, kPrepareFailed,
+                  "the changeset lacks the marker row: changes escaped the session");
+  }
+  if (b->tracker().overflowed()) {
+    return dtx_no(Code::failed_precondition, kRefusedByDtx,
+                  fmt::format("the branch changed more than {} rows", opt_.branch_rows_max));
+  }
+  {
+    std::lock_guard lk(reader_mu_);
+    auto missing = check_complete(db, reader_.get(), b->tracker(), *changes);
+    if (!missing.ok()) return dtx_no(Code::internal, kPrepareFailed, missing.status().message());
+    if (!missing->empty()) return dtx_no(Code::failed_precondition, kRefusedByDtx, *missing);
+  }
+  auto undo = invert_changeset(bytes_of(*redo));
+  if (!undo.ok()) return dtx_no(Code::internal, kPrepareFailed, undo.status().message());
+  if (redo->size() + undo->size() > opt_.changeset_bytes_max) {
+    return dtx_no(Code::failed_precondition, kPrepareFailed,
+                  fmt::format("the branch's redo and undo take {} bytes, more than the {} one "
+                              "agent WAL record may hold",
+                              redo->size() + undo->size(), opt_.changeset_bytes_max));
+  }
+
+  // Durable before the yes vote.
+  auto payload = encode_prepared(txid, bytes_of(*redo), bytes_of(*undo), unix_now_ms());
+  auto lsn = wal_->append(static_cast<uint16_t>(RecordType::prepared), payload);
+  Status durable = lsn.ok() ? wal_->wait_durable(*lsn) : lsn.status();
+  if (!durable.ok()) {
+    {
+      std::lock_guard lk(mu_);
+      if (failed_.ok()) failed_ = durable;  // the WAL ran on_fatal itself
+    }
+    return dtx_no(durable.code(), kPrepareFailed, "agent WAL: " + durable.message());
+  }
+  hook("prepared_durable", txid);
+  b->hand_over();
+  {
+    std::lock_guard lk(mu_);
+    held_ = Held{txid, writer_.get(), nullptr};
+    active_txid_.clear();
+    undecided_[txid] = *lsn;
+  }
+  logging::txn_info(txid, "prepared: {} change(s), redo {} bytes, undo {} bytes, WAL lsn {}",
+                    changes->size(), redo->size(), undo->size(), *lsn);
+  return ok_status();
+}
+
+// ---------------------------------------------------------------------------
+// Decisions
+
+Result<Outcome> SqliteResource::commit(const std::string& txid) {
+  return decide(txid, true);
+}
+
+Result<Outcome> SqliteResource::abort(const std::string& txid) {
+  return decide(txid, false);
+}
+
+Result<Outcome> SqliteResource::decide(const std::string& txid, bool commit) {
+  std::lock_guard decide_lock(decide_mu_);
+  sqlite3* db = nullptr;
+  {
+    std::unique_lock lk(mu_);
+    DTX_RETURN_IF_ERROR(check_usable());
+    if (held_ && held_->txid == txid) {
+      db = held_->db;
+    } else if (auto q = std::find_if(queued_.begin(), queued_.end(),
+                                     [&](const Queued& x) { return x.txid == txid; });
+               q != queued_.end()) {
+      if (commit) {
+        return error(Code::busy, fmt::format("txid={}: waits for {} to be decided first (SQLite "
+                                             "has one writer)",
+                                             txid, held_ ? held_->txid : queued_.front().txid));
+      }
+      queued_.erase(q);
+      undecided_.erase(txid);
+      lk.unlock();
+      append_decision(RecordType::aborted, txid);
+      logging::txn_info(txid, "aborted before its redo was applied");
+      maybe_truncate();
+      return Outcome::aborted;
+    } else if (active_txid_ == txid) {
+      return error(Code::failed_precondition,
+                   "txid=" + txid + ": the branch is active; roll it back through its Branch");
+    }
+  }
+  if (db == nullptr) {
+    // Not held here (decided already, or never prepared): the database says.
+    auto marker = marker_exists(txid);
+    if (!marker.ok()) return marker.status();
+    return *marker ? Outcome::committed : Outcome::aborted;
+  }
+  if (Status s = exec_simple(db, commit ? "COMMIT" : "ROLLBACK"); !s.ok()) {
+    // The branch stays PREPARED in the WAL; recovery redoes it after restart.
+    Status f = error(Code::io_error, "txid=" + txid + ": " + s.message());
+    fail(f);
+    return f;
+  }
+  hook(commit ? "db_committed" : "db_rolled_back", txid);
+  append_decision(commit ? RecordType::committed : RecordType::aborted, txid);
+  logging::txn_info(txid, "{}", commit ? "committed" : "aborted");
+  after_decision(txid);
+  return commit ? Outcome::committed : Outcome::aborted;
+}
+
+void SqliteResource::after_decision(const std::string& txid) {
+  {
+    std::lock_guard lk(mu_);
+    undecided_.erase(txid);
+    held_.reset();
+  }
+  // A recovered branch waiting for the write lock gets it before any new one.
+  std::optional<Queued> next;
+  {
+    std::lock_guard lk(mu_);
+    if (!queued_.empty() && failed_.ok()) next = queued_.front();
+  }
+  if (next) {
+    auto held = redo(next->txid, next->redo);
+    if (held.ok()) {
+      std::lock_guard lk(mu_);
+      queued_.pop_front();
+      held_ = std::move(*held);
+    } else {
+      fail(held.status());
+    }
+  }
+  {
+    std::lock_guard lk(mu_);
+    writer_cv_.notify_all();
+  }
+  maybe_truncate();
+}
+
+void SqliteResource::append_decision(RecordType type, const std::string& txid) {
+  auto lsn = wal_->append(static_cast<uint16_t>(type), encode_decided(txid));
+  if (!lsn.ok()) {
+    logging::txn_error(txid, "agent WAL: cannot append {}: {}", record_type_name(type),
+                       lsn.status().describe());
+    std::lock_guard lk(mu_);
+    if (failed_.ok()) failed_ = lsn.status();
+  }
+}
+
+void SqliteResource::maybe_truncate() {
+  uint64_t keep_from;
+  {
+    std::lock_guard lk(mu_);
+    // A branch being prepared may have appended a PREPARED record not yet
+    // listed in undecided_: truncate later.
+    if (!active_txid_.empty() || !failed_.ok() || !wal_) return;
+    keep_from = wal_->next_lsn();
+    for (const auto& [txid, lsn] : undecided_)
+      keep_from = std::min(keep_from, lsn);
+  }
+  if (Status s = wal_->truncate_prefix(keep_from); !s.ok()) {
+    spdlog::warn("sqlite {}: agent WAL truncation: {}", opt_.db_path, s.describe());
+  }
+}
+
+Result<Outcome> SqliteResource::outcome_of(const std::string& txid) {
+  {
+    std::lock_guard lk(mu_);
+    DTX_RETURN_IF_ERROR(check_usable());
+    if (undecided_.contains(txid)) {
+      return error(Code::failed_precondition,
+                   "txid=" + txid + " is prepared here: decide it with commit() or abort()");
+    }
+  }
+  auto marker = marker_exists(txid);
+  if (!marker.ok()) return marker.status();
+  return *marker ? Outcome::committed : Outcome::aborted;
+}
+
+std::vector<std::string> SqliteResource::prepared() const {
+  std::lock_guard lk(mu_);
+  std::vector<std::string> out;
+  if (held_) out.push_back(held_->txid);
+  for (const auto& q : queued_)
+    out.push_back(q.txid);
+  return out;
+}
+
+bool SqliteResource::healthy() {
+  {
+    std::lock_guard lk(mu_);
+    if (!check_usable().ok()) return false;
+  }
+  std::lock_guard lk(reader_mu_);
+  return sqlite3_exec(reader_.get(), "SELECT 1", nullptr, nullptr, nullptr) == SQLITE_OK;
+}
+
+// ---------------------------------------------------------------------------
+// Operators
+
+Status SqliteResource::resolve_by_operator(const SqliteOptions& options, const std::string& txid,
+                                           Outcome outcome) {
+  auto log = wal::SegmentedLog::open(wal_options(options));
+  if (!log.ok()) return log.status();
+  auto reader = (*log)->read_from((*log)->first_lsn());
+  if (!reader.ok()) return reader.status();
+  bool undecided = false;
+  for (;;) {
+    auto next = (*reader)->next();
+    if (!next.ok()) return next.status();
+    if (!next->has_value()) break;
+    auto rec = decode_record((*next)->lsn, (*next)->type, (*next)->payload);
+    if (!rec.ok()) return rec.status();
+    if (rec->txid == txid) undecided = rec->type == RecordType::prepared;
+  }
+  reader->reset();
+  if (!undecided) {
+    return error(Code::not_found,
+                 "txid=" + txid + " has no undecided PREPARED record in " + options.wal_dir);
+  }
+  auto lsn = (*log)->append_sync(static_cast<uint16_t>(RecordType::resolved),
+                                 encode_resolved(txid, outcome));
+  if (!lsn.ok()) return lsn.status();
+  logging::txn_warn(txid, "settled by an operator as {} (agent WAL lsn {})", outcome_name(outcome),
+                    *lsn);
+  return ok_status();
+}
+
+}  // namespace dtx::participant::sqlite
