@@ -1,0 +1,324 @@
+// dtx-agent-bench: branches of one UPDATE through dtx-agent (exec, prepare,
+// commit over HTTP), against the same work done directly on the database in
+// the same run.
+//
+// PostgreSQL: the direct baseline is BEGIN; UPDATE; PREPARE TRANSACTION;
+// COMMIT PREPARED with libpqxx, one connection per client. SQLite: BEGIN
+// IMMEDIATE; UPDATE; COMMIT with synchronous=FULL and the same busy
+// handling, one connection per client. Each client updates its own row, so
+// rows never conflict; the SQLite write lock still serialises everything.
+// Rows alternate agent and direct runs, --pairs times, and the ratio is the
+// median of the per-pair ratios.
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cinttypes>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "participant/core/branch_machine.h"
+#include "rest/client.h"
+#include "tests/support/process.h"
+
+namespace {
+
+using namespace dtx;
+using Clk = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+const char* kToken = "agent-bench-token-0123456789";
+
+struct Row {
+  double tps = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+  uint64_t errors = 0;
+};
+
+[[noreturn]] void die(const std::string& what) {
+  fmt::print(stderr, "dtx-agent-bench: {}\n", what);
+  std::exit(1);
+}
+
+double pct(std::vector<int64_t>& v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1));
+  std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+  return static_cast<double>(v[k]) / 1e6;
+}
+
+// Runs `clients` threads calling one_tx(client, n) for `seconds`; one_tx
+// returns false on an error.
+Row closed_loop(int clients, double seconds, const std::function<bool(int, uint64_t)>& one_tx) {
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<int64_t> lat;
+  std::atomic<uint64_t> errors{0};
+  std::vector<std::thread> ts;
+  const auto start = Clk::now();
+  for (int c = 0; c < clients; ++c) {
+    ts.emplace_back([&, c] {
+      std::vector<int64_t> mine;
+      for (uint64_t n = 0; !stop.load(); ++n) {
+        const auto t0 = Clk::now();
+        if (!one_tx(c, n)) {
+          errors++;
+          continue;
+        }
+        mine.push_back(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(Clk::now() - t0).count());
+      }
+      std::lock_guard lock(mu);
+      lat.insert(lat.end(), mine.begin(), mine.end());
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& t : ts)
+    t.join();
+  const double elapsed = std::chrono::duration<double>(Clk::now() - start).count();
+  Row r;
+  r.tps = static_cast<double>(lat.size()) / elapsed;
+  r.p50_ms = pct(lat, 0.5);
+  r.p99_ms = pct(lat, 0.99);
+  r.errors = errors.load();
+  return r;
+}
+
+// One branch through the agent: exec (seq 1), prepare with the digest, commit.
+bool agent_tx(rest::Client& client, const std::string& agent, const std::string& txid,
+              const std::string& sql, int64_t id) {
+  const std::vector<participant::SqlValue> params = {int64_t{1}, id};
+  auto r = client.post(
+      agent, "/v1/branches/" + txid + "/exec",
+      json::serialize(json::object{{"seq", 1}, {"sql", sql}, {"params", json::array{1, id}}}));
+  if (!r.ok() || r->status != 200) return false;
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016" PRIx64, participant::exec_digest(0, 1, sql, params));
+  r = client.post(agent, "/v1/branches/" + txid + "/prepare",
+                  json::serialize(json::object{{"exec_count", 1}, {"digest", hex}}));
+  if (!r.ok() || r->status != 200 || r->body.find("\"yes\"") == std::string::npos) return false;
+  r = client.post(agent, "/v1/branches/" + txid + "/commit", "{}");
+  return r.ok() && r->status == 200 && r->body.find("\"committed\"") != std::string::npos;
+}
+
+class AgentProcess {
+ public:
+  AgentProcess(const std::string& dir, std::vector<std::string> db_args, int pool) {
+    std::filesystem::create_directories(dir);
+    const std::string token = dir + "/token";
+    std::ofstream(token) << kToken << "\n";
+    ::chmod(token.c_str(), 0600);
+    port_ = testing::free_port();
+    std::vector<std::string> args = {"--name",       "bench",
+                                     "--cluster",    "bench",
+                                     "--listen",     "127.0.0.1:" + std::to_string(port_),
+                                     "--token-file", token,
+                                     "--workers",    std::to_string(pool),
+                                     "--log-level",  "warn"};
+    args.insert(args.end(), db_args.begin(), db_args.end());
+    proc_ = testing::Process::spawn(testing::bin_dir() + "/dtx-agent", args, dir + "/agent.log");
+    rest::ClientOptions co;
+    co.bearer_token = kToken;
+    rest::Client probe(co);
+    const auto deadline = Clk::now() + 20s;
+    while (Clk::now() < deadline) {
+      auto r = probe.get(address(), "/readyz", 1000);
+      if (r.ok() && r->status == 200) return;
+      if (!proc_.running()) break;
+      std::this_thread::sleep_for(50ms);
+    }
+    die("dtx-agent did not start:\n" + proc_.log());
+  }
+  ~AgentProcess() {
+    proc_.signal(SIGTERM);
+    proc_.wait(10s);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  uint16_t port_;
+  testing::Process proc_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+void print_row(const std::string& label, int clients, const std::vector<Row>& agent,
+               const std::vector<Row>& direct) {
+  std::vector<double> ratios, at, ap50, ap99, dt, dp50, dp99;
+  uint64_t errors = 0;
+  for (size_t i = 0; i < agent.size(); ++i) {
+    ratios.push_back(direct[i].tps > 0 ? agent[i].tps / direct[i].tps : 0);
+    at.push_back(agent[i].tps);
+    ap50.push_back(agent[i].p50_ms);
+    ap99.push_back(agent[i].p99_ms);
+    dt.push_back(direct[i].tps);
+    dp50.push_back(direct[i].p50_ms);
+    dp99.push_back(direct[i].p99_ms);
+    errors += agent[i].errors + direct[i].errors;
+  }
+  fmt::print(
+      "{:<10} {:>7} | {:>9.0f} {:>7.2f} {:>7.2f} | {:>9.0f} {:>7.2f} {:>7.2f} | {:>6.2f}x{}\n",
+      label, clients, median(at), median(ap50), median(ap99), median(dt), median(dp50),
+      median(dp99), median(ratios), errors ? fmt::format("  ({} errors)", errors) : "");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Benchmark dtx-agent against the same branches done directly on the database."};
+  std::string dir = "var/bench-agent";
+  std::vector<int> clients = {1, 16, 64};
+  double seconds = 3;
+  int pairs = 3;
+  bool pg = true, sqlite = true;
+  std::string pg_url = std::getenv("DTX_TEST_PG_URL") ? std::getenv("DTX_TEST_PG_URL") : "";
+  app.add_option("--dir", dir, "scratch directory (SQLite files, agent logs)")->default_val(dir);
+  app.add_option("--clients", clients, "client counts")->delimiter(',')->default_str("1,16,64");
+  app.add_option("--seconds", seconds, "seconds per run")->default_val(seconds);
+  app.add_option("--pairs", pairs, "agent/direct run pairs per row")->default_val(pairs);
+  app.add_option("--postgres", pg_url, "PostgreSQL URL (default: $DTX_TEST_PG_URL)");
+  app.add_flag("!--no-postgres", pg, "skip PostgreSQL");
+  app.add_flag("!--no-sqlite", sqlite, "skip SQLite");
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::warn);
+  const int max_clients = *std::max_element(clients.begin(), clients.end());
+  std::filesystem::create_directories(dir);
+  const std::string abs = std::filesystem::absolute(dir).string();
+
+  fmt::print("dtx-agent-bench: one-UPDATE branches, {} s runs, {} pairs; ratio = agent / direct\n",
+             seconds, pairs);
+  fmt::print("{:<10} {:>7} | {:>9} {:>7} {:>7} | {:>9} {:>7} {:>7} | {:>7}\n", "database",
+             "clients", "agent tx/s", "p50 ms", "p99 ms", "direct/s", "p50 ms", "p99 ms", "ratio");
+
+  if (pg) {
+    if (pg_url.empty())
+      die("no PostgreSQL: pass --postgres URL or eval \"export $(scripts/pg-local start)\"");
+    {
+      pqxx::connection c(pg_url);
+      pqxx::nontransaction n(c);
+      n.exec("DROP TABLE IF EXISTS bench_accounts");
+      n.exec("CREATE TABLE bench_accounts (id integer PRIMARY KEY, v bigint NOT NULL)");
+      n.exec("INSERT INTO bench_accounts SELECT g, 0 FROM generate_series(0, 999) g");
+      n.exec("DELETE FROM dtx_markers WHERE agent = 'bench'");
+    }
+    AgentProcess agent(abs + "/pg", {"--postgres", pg_url, "--pool", std::to_string(max_clients)},
+                       max_clients);
+    const std::string sql = "UPDATE bench_accounts SET v = v + $1 WHERE id = $2";
+    std::atomic<uint64_t> gen{0};
+    for (int c : clients) {
+      std::vector<Row> a, d;
+      for (int p = 0; p < pairs; ++p) {
+        {
+          rest::ClientOptions co;
+          co.bearer_token = kToken;
+          co.connections_per_peer_max = static_cast<size_t>(c);
+          co.io_threads = 2;
+          rest::Client client(co);
+          const uint64_t run = gen++;
+          a.push_back(closed_loop(c, seconds, [&](int cl, uint64_t n) {
+            return agent_tx(client, agent.address(), fmt::format("b{}-{}-{}", run, cl, n), sql, cl);
+          }));
+        }
+        std::vector<std::unique_ptr<pqxx::connection>> conns;
+        for (int i = 0; i < c; ++i)
+          conns.push_back(std::make_unique<pqxx::connection>(pg_url));
+        const uint64_t run = gen++;
+        d.push_back(closed_loop(c, seconds, [&](int cl, uint64_t n) {
+          try {
+            pqxx::nontransaction x(*conns[cl]);
+            const std::string gid = fmt::format("direct-{}-{}-{}", run, cl, n);
+            x.exec("BEGIN");
+            x.exec_params(sql, 1, cl);
+            auto r = x.exec("PREPARE TRANSACTION " + x.quote(gid));
+            if (std::string(r.cmd_status()) != "PREPARE TRANSACTION") return false;
+            x.exec("COMMIT PREPARED " + x.quote(gid));
+            return true;
+          } catch (const std::exception&) {
+            return false;
+          }
+        }));
+      }
+      print_row("postgresql", c, a, d);
+    }
+  }
+
+  if (sqlite) {
+    const std::string db = abs + "/bench.db";
+    std::filesystem::remove(db);
+    std::filesystem::remove_all(abs + "/sqlite-wal");
+    {
+      sqlite3* h = nullptr;
+      sqlite3_open(db.c_str(), &h);
+      sqlite3_exec(
+          h,
+          "PRAGMA journal_mode=WAL; CREATE TABLE bench_accounts (id INTEGER PRIMARY KEY, v "
+          "INTEGER NOT NULL); WITH RECURSIVE g(x) AS (SELECT 0 UNION ALL SELECT x+1 FROM g "
+          "WHERE x < 999) INSERT INTO bench_accounts SELECT x, 0 FROM g;",
+          nullptr, nullptr, nullptr);
+      sqlite3_close(h);
+    }
+    const std::string sql = "UPDATE bench_accounts SET v = v + $1 WHERE id = $2";
+    std::atomic<uint64_t> gen{0};
+    for (int c : clients) {
+      std::vector<Row> a, d;
+      for (int p = 0; p < pairs; ++p) {
+        {
+          AgentProcess agent(abs + "/sqlite", {"--sqlite", db, "--wal-dir", abs + "/sqlite-wal"},
+                             std::max(2, c));
+          rest::ClientOptions co;
+          co.bearer_token = kToken;
+          co.connections_per_peer_max = static_cast<size_t>(c);
+          rest::Client client(co);
+          const uint64_t run = gen++;
+          a.push_back(closed_loop(c, seconds, [&](int cl, uint64_t n) {
+            return agent_tx(client, agent.address(), fmt::format("s{}-{}-{}", run, cl, n), sql, cl);
+          }));
+        }
+        std::vector<sqlite3*> conns(c, nullptr);
+        for (auto& h : conns) {
+          sqlite3_open(db.c_str(), &h);
+          sqlite3_busy_timeout(h, 5000);
+          sqlite3_exec(h, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
+        }
+        d.push_back(closed_loop(c, seconds, [&](int cl, uint64_t) {
+          sqlite3* h = conns[cl];
+          if (sqlite3_exec(h, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+            return false;
+          sqlite3_stmt* st = nullptr;
+          sqlite3_prepare_v2(h, "UPDATE bench_accounts SET v = v + ?1 WHERE id = ?2", -1, &st,
+                             nullptr);
+          sqlite3_bind_int64(st, 1, 1);
+          sqlite3_bind_int64(st, 2, cl);
+          const bool ok = sqlite3_step(st) == SQLITE_DONE;
+          sqlite3_finalize(st);
+          if (!ok) {
+            sqlite3_exec(h, "ROLLBACK", nullptr, nullptr, nullptr);
+            return false;
+          }
+          return sqlite3_exec(h, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
+        }));
+        for (auto h : conns)
+          sqlite3_close(h);
+      }
+      print_row("sqlite", c, a, d);
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,306 @@
+// Goal: dtx-agent, as a real process over real HTTP, holds every branch it
+// voted yes for through kill -9, applies only the decisions it is given,
+// refuses what CORRECTNESS.md A1-A7 and T5-T6 forbid, on a real PostgreSQL
+// server and on real SQLite files. A small test coordinator inside the test
+// answers the agent's outcome inquiries.
+#include "tests/integration/agent_fixture.h"
+
+namespace dtx::participant {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+TEST_P(AgentFixture, exec_prepare_commit_and_abort) {
+  start_agent();
+  const std::string t1 = tx("commit"), t2 = tx("abort");
+  auto r = exec(t1, transfer_sql(), {int64_t{-30}, int64_t{1}});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->json_body()->as_object().at("rows_affected").as_int64(), 1);
+  r = exec(t1, "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(r->json_body()->as_object().at("rows").as_array()[0].as_array()[0].as_int64(), 70)
+      << "the branch sees its own write";
+  ASSERT_EQ(prepare(t1), "yes");
+  EXPECT_EQ(balance(1), 100) << "a reader does not see a prepared branch's writes";
+  EXPECT_EQ(decide(t1, "commit"), "committed");
+  EXPECT_EQ(balance(1), 70);
+
+  ASSERT_EQ(exec(t2, transfer_sql(), {int64_t{-5}, int64_t{2}})->status, 200);
+  ASSERT_EQ(prepare(t2), "yes");
+  EXPECT_EQ(decide(t2, "abort"), "aborted");
+  EXPECT_EQ(balance(2), 100);
+  // Repeats get the same answers.
+  EXPECT_EQ(decide(t1, "commit"), "committed");
+  EXPECT_EQ(decide(t2, "abort"), "aborted");
+  EXPECT_EQ(prepare(t1), "yes");
+  EXPECT_EQ(balance(1), 70);
+}
+
+TEST_P(AgentFixture, constraint_violation_and_any_earlier_failure_vote_no) {
+  start_agent();
+  const std::string t1 = tx("violates");
+  auto r = exec(t1, transfer_sql(), {int64_t{-500}, int64_t{1}});  // CHECK (v >= 0)
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 422) << r->body;
+  EXPECT_EQ(prepare(t1), "no");
+  EXPECT_EQ(balance(1), 100);
+
+  const std::string t2 = tx("after-failure");
+  ASSERT_EQ(exec(t2, "SELECT no_such_column FROM " + table_)->status, 422);
+  auto later = exec(t2, transfer_sql(), {int64_t{-1}, int64_t{2}});
+  EXPECT_EQ(later->status, 409) << "a doomed branch runs nothing more";
+  EXPECT_EQ(prepare(t2), "no");
+  EXPECT_EQ(balance(2), 100);
+}
+
+TEST_P(AgentFixture, out_of_sequence_and_late_execs_are_refused) {
+  start_agent();
+  const std::string t = tx("seq");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-1}, int64_t{1}})->status, 200);
+  // seq 3 when 2 is expected.
+  auto r = post("/v1/branches/" + t + "/exec",
+                json::serialize(json::object{{"seq", 3}, {"sql", "SELECT 1"}}));
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(r->error_code(), "out_of_sequence");
+  // A repeat of seq 1 does not run twice.
+  r = post("/v1/branches/" + t + "/exec",
+           json::serialize(
+               json::object{{"seq", 1}, {"sql", transfer_sql()}, {"params", json::array{-1, 1}}}));
+  EXPECT_EQ(r->status, 409);
+  ASSERT_EQ(prepare(t), "yes");
+  // A late exec after prepare must not run (it would autocommit outside the
+  // prepared transaction: reproduced on PostgreSQL).
+  r = post("/v1/branches/" + t + "/exec",
+           json::serialize(
+               json::object{{"seq", 2}, {"sql", transfer_sql()}, {"params", json::array{-50, 2}}}));
+  EXPECT_EQ(r->status, 409);
+  EXPECT_EQ(r->error_code(), "not_active");
+  EXPECT_EQ(decide(t, "abort"), "aborted");
+  EXPECT_EQ(balance(1), 100);
+  EXPECT_EQ(balance(2), 100) << "nothing autocommitted";
+}
+
+TEST_P(AgentFixture,
+       kill9_after_a_yes_vote_keeps_the_branch_prepared_until_the_coordinator_decides) {
+  // One round ends committed, one aborted. (SQLite holds one prepared branch
+  // at a time: its single write lock is the branch's until the decision.)
+  for (const std::string outcome : {"committed", "aborted"}) {
+    SCOPED_TRACE(outcome);
+    start_agent();
+    const std::string t = tx("crash-" + outcome);
+    ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-10}, int64_t{1}})->status, 200);
+    ASSERT_EQ(prepare(t), "yes");
+    const int64_t before = balance(1);
+    kill9();
+    EXPECT_EQ(balance(1), before);
+    start_agent();
+    EXPECT_EQ(prepared_listed(), std::vector<std::string>{t})
+        << "the branch is still prepared after kill -9\n"
+        << agent_.log();
+    EXPECT_EQ(balance(1), before) << "still invisible to readers";
+    // The agent asks; the coordinator's log decides.
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (coordinator_.asked(t) == 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_GT(coordinator_.asked(t), 0) << "the agent must ask about an in-doubt branch";
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(prepared_listed().size(), 1u) << "pending: it never decides alone";
+    coordinator_.decide(t, outcome);
+    EXPECT_TRUE(wait_state(t, outcome, 10s)) << agent_.log();
+    EXPECT_EQ(balance(1), outcome == "committed" ? before - 10 : before);
+    // The coordinator's own decision, arriving late, gets the applied outcome.
+    EXPECT_EQ(decide(t, outcome == "committed" ? "commit" : "abort"), outcome);
+    kill9();
+  }
+}
+
+TEST_P(AgentFixture, a_decided_branch_is_answered_from_the_database_after_a_restart) {
+  start_agent();
+  const std::string t = tx("marker");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-7}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(t), "yes");
+  ASSERT_EQ(decide(t, "commit"), "committed");
+  kill9();  // the outcome record in memory is gone
+  start_agent();
+  EXPECT_EQ(decide(t, "commit"), "committed") << "settled by the marker row (A3)";
+  EXPECT_EQ(balance(1), 93) << "applied once";
+  // A later transaction on the same row is not undone by anything.
+  const std::string later = tx("later");
+  ASSERT_EQ(exec(later, transfer_sql(), {int64_t{-3}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(later), "yes");
+  ASSERT_EQ(decide(later, "commit"), "committed");
+  kill9();
+  start_agent();
+  EXPECT_EQ(balance(1), 90);
+  EXPECT_EQ(decide(tx("never-seen"), "commit"), "aborted") << "no marker: it never committed here";
+}
+
+TEST_P(AgentFixture, a_second_agent_on_the_same_database_is_refused) {
+  start_agent();
+  testing::Process second = testing::Process::spawn(
+      testing::bin_dir() + "/dtx-agent",
+      [&] {
+        auto a = agent_args(name_);
+        for (size_t i = 0; i + 1 < a.size(); ++i) {
+          if (a[i] == "--listen") a[i + 1] = "127.0.0.1:" + std::to_string(testing::free_port());
+          if (a[i] == "--wal-dir") a[i + 1] = dir_.sub("wal2");
+        }
+        return a;
+      }(),
+      dir_.sub("second.log"));
+  auto st = second.wait(15s);
+  ASSERT_TRUE(st.has_value()) << "the second agent kept running";
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) != 0);
+  EXPECT_NE(second.log().find("busy"), std::string::npos) << second.log();
+}
+
+TEST_P(AgentFixture, bad_input_gets_the_right_status_and_changes_nothing) {
+  start_agent();
+  const std::string t = tx("bad");
+  auto r = post("/v1/branches/" + t + "/exec", "{not json");
+  EXPECT_EQ(r->status, 400);
+  EXPECT_EQ(r->error_code(), "invalid_argument");
+  r = post("/v1/branches/" + t + "/exec", R"({"seq": 1, "sql": 5})");
+  EXPECT_EQ(r->status, 400);
+  r = post("/v1/branches/" + t + "/exec", R"({"seq": 1, "sql": "SELECT 1", "params": [{"a": 1}]})");
+  EXPECT_EQ(r->status, 400);
+  r = post("/v1/branches/bad%20txid/exec", R"({"seq": 1, "sql": "SELECT 1"})");
+  EXPECT_EQ(r->status, 400);
+  r = post("/v1/branches/" + t + "/exec",
+           json::serialize(json::object{{"seq", 1}, {"sql", std::string(2u << 20, 'x')}}));
+  EXPECT_EQ(r->status, 413);
+  r = post("/v1/branches/" + t + "/prepare", R"({"exec_count": 1, "digest": "zz"})");
+  EXPECT_EQ(r->status, 400);
+  auto get = client_->get(addr(), "/v1/branches/" + tx("unknown"), 2000);
+  EXPECT_EQ(get->status, 404);
+  // Tokens: missing, wrong.
+  rest::Client anonymous;
+  auto noauth = anonymous.post(addr(), "/v1/branches/" + t + "/commit", "{}");
+  EXPECT_EQ(noauth->status, 401);
+  rest::ClientOptions wrong;
+  wrong.bearer_token = "wrong-token-0123456789";
+  rest::Client intruder(wrong);
+  auto denied =
+      intruder.post(addr(), "/v1/branches/" + t + "/exec",
+                    json::serialize(json::object{
+                        {"seq", 1}, {"sql", transfer_sql()}, {"params", json::array{-1, 1}}}));
+  EXPECT_EQ(denied->status, 403);
+  EXPECT_EQ(client_->get(addr(), "/healthz", 2000)->status, 200) << "health checks need no token";
+  EXPECT_EQ(balance(1), 100);
+  EXPECT_EQ(balance(2), 100);
+  // Then the agent still works.
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-1}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(t), "yes");
+  EXPECT_EQ(decide(t, "commit"), "committed");
+}
+
+TEST_P(AgentFixture, precommitted_branch_refuses_abort_and_commits_on_its_own) {
+  start_agent();
+  const std::string t = tx("3pc");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-4}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(t), "yes");
+  auto r = post("/v1/branches/" + t + "/precommit", "{}");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(decide(t, "abort"), "http 409 precommitted");
+  // No do-commit arrives: it commits by itself after its timeout.
+  EXPECT_TRUE(wait_state(t, "committed", 10s)) << agent_.log();
+  EXPECT_EQ(balance(1), 96);
+}
+
+INSTANTIATE_TEST_SUITE_P(Db, AgentFixture, ::testing::Values(Db::postgres, Db::sqlite),
+                         [](const ::testing::TestParamInfo<Db>& i) {
+                           return i.param == Db::postgres ? "postgres" : "sqlite";
+                         });
+
+// --- SQLite only -----------------------------------------------------------
+
+class SqliteAgent : public AgentFixture {};
+
+TEST_P(SqliteAgent, a_write_to_a_table_without_a_primary_key_is_refused) {
+  sql_setup("CREATE TABLE nokey_" + name_ + " (a INTEGER, b TEXT)");
+  start_agent();
+  const std::string t = tx("nokey");
+  auto r =
+      exec(t, "INSERT INTO nokey_" + name_ + " VALUES ($1, $2)", {int64_t{1}, std::string("x")});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 422) << "the session extension would skip this table (A6)";
+  EXPECT_EQ(r->json_body()->as_object().at("error").as_object().at("sqlstate").as_string(),
+            "dtx01");
+  EXPECT_EQ(prepare(t), "no");
+  const std::string ddl = tx("ddl");
+  EXPECT_EQ(exec(ddl, "CREATE TABLE sneaky (id INTEGER PRIMARY KEY)")->status, 422);
+  EXPECT_EQ(prepare(ddl), "no");
+}
+
+TEST_P(SqliteAgent, a_branch_with_a_trigger_and_a_cascade_is_redone_exactly_after_a_crash) {
+  sql_setup("CREATE TABLE parent_" + name_ + " (id INTEGER PRIMARY KEY, name TEXT)");
+  sql_setup("CREATE TABLE child_" + name_ +
+            " (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES parent_" + name_ +
+            "(id) ON DELETE CASCADE)");
+  sql_setup("CREATE TABLE audit_" + name_ + " (id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT)");
+  sql_setup("CREATE TRIGGER trg_" + name_ + " AFTER DELETE ON parent_" + name_ +
+            " BEGIN INSERT INTO audit_" + name_ + " (what) VALUES ('deleted ' || old.name); END");
+  sql_setup("INSERT INTO parent_" + name_ + " VALUES (1, 'alpha'), (2, 'beta')");
+  sql_setup("INSERT INTO child_" + name_ + " VALUES (10, 1), (11, 1), (20, 2)");
+  start_agent();
+  const std::string t = tx("cascade");
+  ASSERT_EQ(exec(t, "DELETE FROM parent_" + name_ + " WHERE id = $1", {int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(t), "yes");
+  kill9();
+  start_agent();  // redo with triggers and cascades not fired again
+  ASSERT_EQ(prepared_listed(), std::vector<std::string>{t}) << agent_.log();
+  coordinator_.decide(t, "committed");
+  ASSERT_TRUE(wait_state(t, "committed", 10s)) << agent_.log();
+  auto count = [&](const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(sqlite_path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr);
+    int64_t n = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  };
+  EXPECT_EQ(count("SELECT count(*) FROM parent_" + name_), 1);
+  EXPECT_EQ(count("SELECT count(*) FROM child_" + name_), 1) << "the cascade, once";
+  EXPECT_EQ(count("SELECT count(*) FROM audit_" + name_), 1) << "the trigger, once";
+}
+
+TEST_P(SqliteAgent, kill9_between_the_database_commit_and_the_agents_record) {
+  start_agent();
+  const std::string t = tx("commit-crash");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-25}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(t), "yes");
+  // Restart the agent with a crash point right after SQLite's COMMIT.
+  kill9();
+  ::setenv("DTX_AGENT_TEST_CRASH_AT", "db_committed", 1);
+  start_agent();
+  ::unsetenv("DTX_AGENT_TEST_CRASH_AT");
+  coordinator_.decide(t, "committed");
+  auto st = agent_.wait(10s);
+  ASSERT_TRUE(st.has_value()) << "the crash point was not reached\n" << agent_.log();
+  EXPECT_EQ(balance(1), 75) << "SQLite committed before the crash";
+  // Recovery finds the marker: committed, not re-applied.
+  start_agent();
+  EXPECT_TRUE(prepared_listed().empty());
+  EXPECT_EQ(balance(1), 75) << "applied once";
+  // A later transaction on the same row is not undone by anything.
+  const std::string later = tx("later");
+  ASSERT_EQ(exec(later, transfer_sql(), {int64_t{-5}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(later), "yes");
+  ASSERT_EQ(decide(later, "commit"), "committed");
+  kill9();
+  start_agent();
+  EXPECT_EQ(balance(1), 70);
+  EXPECT_EQ(decide(t, "commit"), "committed");
+}
+
+INSTANTIATE_TEST_SUITE_P(Db, SqliteAgent, ::testing::Values(Db::sqlite),
+                         [](const ::testing::TestParamInfo<Db>&) { return std::string("sqlite"); });
+
+}  // namespace
+}  // namespace dtx::participant
