@@ -246,8 +246,8 @@ int main(int argc, char** argv) {
             const std::string gid = fmt::format("direct-{}-{}-{}", run, cl, n);
             x.exec("BEGIN");
             x.exec_params(sql, 1, cl);
-            auto r = x.exec("PREPARE TRANSACTION " + x.quote(gid));
-            if (std::string(r.cmd_status()) != "PREPARE TRANSACTION") return false;
+            x.exec("PREPARE TRANSACTION " + x.quote(gid));
+            // A prepare that did not happen makes COMMIT PREPARED throw.
             x.exec("COMMIT PREPARED " + x.quote(gid));
             return true;
           } catch (const std::exception&) {
