@@ -37,6 +37,7 @@ namespace {
 
 // SQLSTATEs dtx reacts to.
 constexpr std::string_view kUndefinedObject = "42704";  // no such prepared transaction
+constexpr std::string_view kOtherDatabase = "0A000";    // the gid is prepared in another database
 constexpr std::string_view kObjectInUse = "55006";      // another session is finishing it
 constexpr std::string_view kQueryCanceled = "57014";    // statement_timeout
 
@@ -611,6 +612,18 @@ Result<Outcome> PgResource::decide(const std::string& txid, Outcome wanted) {
     if (r.ok()) {
       outcome = wanted;
       return ok_status();
+    }
+    if (e.sqlstate == pg::kOtherDatabase) {
+      // gids are server-wide: this one is prepared in another database, by
+      // an agent of the same cluster and name there. Not ours to touch;
+      // for this database it is "no such prepared transaction".
+      auto here =
+          s.exec("SELECT 1 FROM pg_prepared_xacts WHERE gid = $1 AND database = current_database()",
+                 {gid(txid)});
+      if (!here.ok()) return here.status();
+      if (!here->empty()) return error(Code::internal, r.status().message());
+      txn_warn(txid, "postgresql: gid '{}' is prepared in another database; left alone", gid(txid));
+      e.sqlstate = pg::kUndefinedObject;
     }
     if (e.sqlstate == pg::kUndefinedObject) {
       // Not prepared (any more): the marker tells what happened (A3).

@@ -64,6 +64,12 @@
 // prepared until commit()/abort(). No other prepared transaction (other
 // clusters, agents, databases, or not dtx's) is ever touched.
 //
+// PostgreSQL's gids are server-wide, while advisory locks and markers are
+// per database: an agent name must be unique within its cluster on a whole
+// server, or two databases' agents could collide on a gid (PREPARE then
+// fails, a no vote). A gid of this agent found prepared in another database
+// is left alone.
+//
 // Configuration checks: max_prepared_transactions must be at least the pool
 // size (else open() fails with Code::failed_precondition, saying what to
 // set); other agents on the same server need their share too.

@@ -129,12 +129,9 @@ bool PgSession::broken() const {
 bool PgSession::broken_now() {
   if (broken()) return true;
   // libpq keeps its socket non-blocking: this reads only what has arrived.
-  // A terminated backend's FATAL message comes in one read and the end of
-  // the connection in the next; PQstatus turns bad only on the second.
-  for (int i = 0; i < 3 && !broken(); ++i) {
-    if (PQconsumeInput(record_.conn) == 0) lost_ = true;
-  }
-  // Parsing what arrived hands an error to on_notice().
+  // A terminated backend's FATAL message comes before the end of the
+  // connection; parsing it (PQisBusy) hands it to on_notice().
+  if (PQconsumeInput(record_.conn) == 0) lost_ = true;
   if (!broken()) (void)PQisBusy(record_.conn);
   return broken();
 }
@@ -157,7 +154,12 @@ Status PgSession::lost(std::string message, DbError* err) {
 
 template <class Run>
 Result<pqxx::result> PgSession::run(std::string_view sql, DbError* err, Run&& body) {
-  if (broken()) return lost("the session broke earlier", err);
+  // Checked first, without a round trip, not only to fail fast: libpqxx
+  // 6.4 leaks the libpq result of a statement that finds the connection
+  // gone (make_result() asks for the client encoding before it owns the
+  // result, and that throws on a dead connection). A connection that dies
+  // during the statement still costs that one result.
+  if (broken_now()) return lost("the session broke earlier", err);
   try {
     pqxx::nontransaction tx(*conn_);
     pqxx::result r = body(tx);
@@ -197,7 +199,7 @@ Result<pqxx::result> PgSession::exec_script(std::string_view sql, DbError* err) 
 }
 
 Status PgSession::prepare_transaction(std::string_view gid, DbError* err) {
-  if (broken()) return lost("the session broke before PREPARE TRANSACTION", err);
+  if (broken_now()) return lost("the session broke before PREPARE TRANSACTION", err);
   const std::string sql = fmt::format("PREPARE TRANSACTION '{}'", gid);
   // libpq directly, on the session's own connection: libpqxx 6.4 keeps a
   // result's command status tag private (result::cmd_status() serves its

@@ -22,11 +22,35 @@
 #include "participant/pg/pg_session.h"
 #include "participant/pg/pg_sql.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+#endif
+
 namespace dtx::participant {
 namespace {
 
 using namespace std::chrono_literals;
 using pg::PgSession;
+
+// "committed", "aborted", or the error: comparable without dereferencing a
+// failed Result.
+std::string said(const Result<Outcome>& r) {
+  return r.ok() ? outcome_name(*r) : r.status().describe();
+}
+
+// Allocations made while one exists are not reported as leaks: for
+// reproductions that run plain libpqxx 6.4 on a dead connection, which
+// leaks a libpq result each time (see PgSession::run).
+struct LeaksIgnored {
+#if defined(__SANITIZE_ADDRESS__)
+  LeaksIgnored() {
+    __lsan_disable();
+  }
+  ~LeaksIgnored() {
+    __lsan_enable();
+  }
+#endif
+};
 
 std::vector<std::string> sorted(std::vector<std::string> v) {
   std::sort(v.begin(), v.end());
@@ -290,9 +314,7 @@ TEST_F(PgResourceTest, unique_violation_votes_no_with_its_sqlstate) {
   EXPECT_EQ(rows("id = 2"), 0);
   EXPECT_FALSE(is_prepared("t1"));
   EXPECT_FALSE(marker("t1"));
-  auto out = r->abort("t1");  // the coordinator's abort after a no vote
-  ASSERT_TRUE(out.ok());
-  EXPECT_EQ(*out, Outcome::aborted);
+  EXPECT_EQ(said(r->abort("t1")), "aborted");  // the coordinator's abort after a no vote
 }
 
 TEST_F(PgResourceTest, a_doomed_branch_fails_later_statements_at_once_and_votes_no) {
@@ -362,8 +384,8 @@ TEST_F(PgResourceTest, error_raised_by_prepare_itself_votes_no) {
   // The session went back to the pool in a usable state.
   prepare_row(*r, "t2", 7);
   prepare_row(*r, "t3", 8);
-  EXPECT_EQ(*r->commit("t2"), Outcome::committed);
-  EXPECT_EQ(*r->commit("t3"), Outcome::committed);
+  EXPECT_EQ(said(r->commit("t2")), "committed");
+  EXPECT_EQ(said(r->commit("t3")), "committed");
   EXPECT_EQ(rows(), 2);
   admin("DROP TABLE " + deferred);
 }
@@ -397,7 +419,7 @@ TEST_F(PgResourceTest, killed_backend_between_exec_and_prepare_votes_no) {
   for (int i = 0; i < 4; ++i)
     prepare_row(*r, fmt::format("n{}", i), 10 + i);
   for (int i = 0; i < 4; ++i)
-    EXPECT_EQ(*r->commit(fmt::format("n{}", i)), Outcome::committed);
+    EXPECT_EQ(said(r->commit(fmt::format("n{}", i))), "committed");
   EXPECT_EQ(rows(), 4);
 }
 
@@ -406,6 +428,7 @@ TEST_F(PgResourceTest, killed_backend_between_exec_and_prepare_votes_no) {
 // never does.
 TEST_F(PgResourceTest, libpqxx_reconnects_silently_unless_inhibited) {
   {
+    [[maybe_unused]] LeaksIgnored libpqxx_leaks_on_dead_connections;
     pqxx::connection plain(url_);
     const int pid = plain.backendpid();
     {
@@ -473,7 +496,7 @@ TEST_F(PgResourceTest, statements_that_end_the_transaction_are_refused) {
   EXPECT_TRUE(ok->exec("SET LOCAL lock_timeout = '1s'", {}, &err).ok()) << err.message;
   EXPECT_TRUE(ok->exec("SET CONSTRAINTS ALL IMMEDIATE", {}, &err).ok()) << err.message;
   EXPECT_TRUE(r->prepare(std::move(ok), &err).ok()) << err.message;
-  EXPECT_EQ(*r->abort("t3"), Outcome::aborted);
+  EXPECT_EQ(said(r->abort("t3")), "aborted");
 }
 
 TEST(PgStatementGuard, refuses_transaction_control_and_session_changes) {
@@ -536,12 +559,8 @@ TEST_F(PgResourceTest, commit_and_abort_are_idempotent) {
   prepare_row(*r, "t1", 1);
   prepare_row(*r, "t2", 2);
   for (int i = 0; i < 2; ++i) {
-    auto c = r->commit("t1");
-    ASSERT_TRUE(c.ok()) << c.status().describe();
-    EXPECT_EQ(*c, Outcome::committed);
-    auto a = r->abort("t2");
-    ASSERT_TRUE(a.ok()) << a.status().describe();
-    EXPECT_EQ(*a, Outcome::aborted);
+    EXPECT_EQ(said(r->commit("t1")), "committed");
+    EXPECT_EQ(said(r->abort("t2")), "aborted");
   }
   EXPECT_EQ(rows("id = 1"), 1);
   EXPECT_EQ(rows("id = 2"), 0);
@@ -554,12 +573,8 @@ TEST_F(PgResourceTest, decisions_made_by_someone_else_are_reported_as_they_are) 
   admin("ROLLBACK PREPARED " + admin_->quote(make_gid(cluster_, "t1", agent_)));
   admin("COMMIT PREPARED " + admin_->quote(make_gid(cluster_, "t2", agent_)));
 
-  auto c = r->commit("t1");
-  ASSERT_TRUE(c.ok()) << c.status().describe();
-  EXPECT_EQ(*c, Outcome::aborted) << "a heuristic abort must be reported, not hidden";
-  auto a = r->abort("t2");
-  ASSERT_TRUE(a.ok()) << a.status().describe();
-  EXPECT_EQ(*a, Outcome::committed) << "a heuristic commit must be reported, not hidden";
+  EXPECT_EQ(said(r->commit("t1")), "aborted") << "a heuristic abort must be reported, not hidden";
+  EXPECT_EQ(said(r->abort("t2")), "committed") << "a heuristic commit must be reported, not hidden";
   EXPECT_TRUE(r->prepared().empty());
   EXPECT_EQ(rows("id = 1"), 0);
   EXPECT_EQ(rows("id = 2"), 1);
@@ -572,9 +587,9 @@ TEST_F(PgResourceTest, outcome_of_follows_the_marker) {
   prepare_row(*r, "t4", 4);
   ASSERT_TRUE(r->commit("t1").ok());
   ASSERT_TRUE(r->abort("t2").ok());
-  EXPECT_EQ(*r->outcome_of("t1"), Outcome::committed);
-  EXPECT_EQ(*r->outcome_of("t2"), Outcome::aborted);
-  EXPECT_EQ(*r->outcome_of("t3"), Outcome::aborted) << "never seen here";
+  EXPECT_EQ(said(r->outcome_of("t1")), "committed");
+  EXPECT_EQ(said(r->outcome_of("t2")), "aborted");
+  EXPECT_EQ(said(r->outcome_of("t3")), "aborted") << "never seen here";
   EXPECT_EQ(r->outcome_of("t4").status().code(), Code::failed_precondition) << "still prepared";
   EXPECT_EQ(r->outcome_of("bad:txid").status().code(), Code::invalid_argument);
 }
@@ -592,8 +607,8 @@ TEST_F(PgResourceTest, open_lists_branches_a_crashed_instance_left_prepared) {
   EXPECT_EQ(sorted(txids), (std::vector<std::string>{"t1", "t2"}));
   EXPECT_EQ(sorted(second->prepared()), (std::vector<std::string>{"t1", "t2"}));
   EXPECT_EQ(rows(), 0);
-  EXPECT_EQ(*second->commit("t1"), Outcome::committed);
-  EXPECT_EQ(*second->abort("t2"), Outcome::aborted);
+  EXPECT_EQ(said(second->commit("t1")), "committed");
+  EXPECT_EQ(said(second->abort("t2")), "aborted");
   EXPECT_EQ(rows("id = 1"), 1);
   EXPECT_EQ(rows("id = 2"), 0);
   EXPECT_TRUE(second->prepared().empty());
@@ -626,9 +641,9 @@ TEST_F(PgResourceTest, prepared_transactions_of_others_are_neither_listed_nor_to
     auto r = open(options(), &txids);
     EXPECT_TRUE(txids.empty());
     prepare_row(*r, "x2", 1);  // same txid as another agent's: a gid of its own
-    EXPECT_EQ(*r->commit("x2"), Outcome::committed);
-    EXPECT_EQ(*r->abort("x1"), Outcome::aborted);  // not ours: nothing to do here
-    EXPECT_EQ(*r->abort("x4"), Outcome::aborted);
+    EXPECT_EQ(said(r->commit("x2")), "committed");
+    EXPECT_EQ(said(r->abort("x1")), "aborted");  // not ours: nothing to do here
+    EXPECT_EQ(said(r->abort("x4")), "aborted");
     for (const auto& [url, gid] : foreign)
       EXPECT_TRUE(still_there(url, gid)) << gid;
   }
@@ -711,10 +726,10 @@ TEST_F(PgResourceTest, branch_life_cycle_edges) {
   EXPECT_EQ(r->abort("t5").status().code(), Code::failed_precondition);
   EXPECT_EQ(r->outcome_of("t5").status().code(), Code::failed_precondition);
   running->rollback();
-  EXPECT_EQ(*r->outcome_of("t5"), Outcome::aborted);
+  EXPECT_EQ(said(r->outcome_of("t5")), "aborted");
   prepare_row(*r, "t2", 3);
   EXPECT_EQ(r->begin("t2").status().code(), Code::already_exists) << "t2 is prepared here";
-  EXPECT_EQ(*r->commit("t2"), Outcome::committed);
+  EXPECT_EQ(said(r->commit("t2")), "committed");
 
   PgResource closed(options());
   EXPECT_EQ(closed.begin("t9").status().code(), Code::failed_precondition);
@@ -754,7 +769,7 @@ TEST_F(PgResourceTest, markers_are_forgotten_after_their_retention) {
   ASSERT_TRUE(r->forget_markers_before(std::chrono::system_clock::now() + 1h).ok());
   EXPECT_FALSE(marker("t1"));
   // Which is why the retention must outlast any question about the txid.
-  EXPECT_EQ(*r->outcome_of("t1"), Outcome::aborted);
+  EXPECT_EQ(said(r->outcome_of("t1")), "aborted");
 }
 
 TEST_F(PgResourceTest, healthy_describes_and_survives_a_lost_control_session) {
@@ -793,7 +808,7 @@ TEST_F(PgResourceTest, healthy_describes_and_survives_a_lost_control_session) {
   auto usurper = open(options());
   EXPECT_EQ(r->commit("t1").status().code(), Code::busy);
   EXPECT_FALSE(r->healthy());
-  EXPECT_EQ(*usurper->commit("t1"), Outcome::committed);
+  EXPECT_EQ(said(usurper->commit("t1")), "committed");
 }
 
 TEST_F(PgResourceTest, concurrent_branches_commit_independently) {
