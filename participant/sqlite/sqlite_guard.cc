@@ -155,6 +155,9 @@ int StatementGuard::on_action(int action, const char* a1, const char* a2, const 
       if (t1.size() >= 7 && iequals(t1.substr(0, 7), "sqlite_")) {
         return deny(fmt::format("statement writes SQLite's internal table {}{}", t1, via));
       }
+      if (iequals(t1, "dtx_markers")) {
+        return deny("dtx_markers belongs to dtx: its rows are the proof of commit");
+      }
       written_.insert(std::string(t1));
       return SQLITE_OK;
     case SQLITE_PRAGMA:

@@ -10,12 +10,14 @@
 //      triggers and the foreign-key actions it will fire. StatementGuard
 //      refuses DDL, transaction control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT/
 //      RELEASE), ATTACH/DETACH, anything in a schema other than "main" (temp
-//      tables included), writes to SQLite's own tables, and PRAGMAs other
-//      than a fixed list of read-only ones; it collects the tables written.
+//      tables included), writes to SQLite's own tables and to dtx_markers
+//      (the proof of commit), and PRAGMAs other than a fixed list of
+//      read-only ones; it collects the tables written.
 //   3. After compiling, check_written_tables() refuses writes to a view, a
-//      virtual table or a table without an explicit PRIMARY KEY (the session
-//      extension silently skips those), and a statement SQLite says writes
-//      whose target the authorizer did not name.
+//      virtual table, a table with generated columns or a table without an
+//      explicit PRIMARY KEY (the session extension silently skips those),
+//      and the branch refuses a statement SQLite says writes whose target
+//      the authorizer did not name.
 // Only one statement per exec: trailing SQL other than blanks, comments and
 // semicolons is refused (only_trivia).
 #pragma once

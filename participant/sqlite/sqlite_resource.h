@@ -9,13 +9,16 @@
 //                 write lock, then BEGIN IMMEDIATE on the writer connection
 //                 and attaches a session (sqlite3session, all tables of
 //                 "main") that records the branch's row changes.
-//   exec()        one statement, bound parameters only; vetted before it
-//                 runs (sqlite_guard.h): DDL, transaction control, ATTACH/
-//                 DETACH, temp and attached schemas, writing PRAGMAs, writes
-//                 to views, virtual tables, tables without an explicit
-//                 PRIMARY KEY or with generated columns are refused with
-//                 sqlstate kRefusedByDtx. Any failure dooms the branch: no
-//                 statement runs on it afterwards, and it votes no.
+//   exec()        one statement, parameters bound by position ($1..$n, ?NNN
+//                 or ?); vetted before it runs (sqlite_guard.h): DDL,
+//                 transaction control, ATTACH/DETACH, temp and attached
+//                 schemas, writing PRAGMAs, writes to views, virtual tables,
+//                 tables without an explicit PRIMARY KEY or with generated
+//                 columns are refused with sqlstate kRefusedByDtx. SQLite's
+//                 errors come back as the extended result code's name
+//                 ("SQLITE_CONSTRAINT_UNIQUE") and message. Any failure
+//                 dooms the branch: no statement runs on it afterwards, and
+//                 it votes no.
 //   prepare()     inserts the marker row (txid, now) into dtx_markers,
 //                 refuses unresolved deferred foreign-key violations (COMMIT
 //                 would fail after a yes vote), takes the changeset (redo),
@@ -27,6 +30,9 @@
 //   commit()      COMMIT (synchronous=FULL makes it durable), then appends
 //                 COMMITTED without waiting: the marker row is the proof.
 //   abort()       ROLLBACK, then ABORTED.
+//   A COMMIT or ROLLBACK that fails is a local durability failure: the
+//   resource stops and on_fatal runs (the PREPARED record lets recovery
+//   redo the branch after the restart).
 //   After a decision the next branch may take the write lock.
 //
 // Recovery (in open(), before anything is served; rule A5)

@@ -122,6 +122,17 @@ TEST_F(SqliteResourceTest, rows_come_back_typed) {
   EXPECT_EQ(std::get<int64_t>(r.rows[0][1]), -14);
 }
 
+TEST_F(SqliteResourceTest, a_result_larger_than_the_limit_fails_the_statement) {
+  SqliteOptions o = options();
+  o.result_rows_max = 1;
+  SqliteResource res(o);
+  ASSERT_TRUE(res.open().ok());
+  auto b = res.begin("t1");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(run(**b, "SELECT id FROM accounts WHERE id = 1").rows.size(), 1u);
+  EXPECT_NE(refused(**b, "SELECT id FROM accounts").find("more than 1 rows"), std::string::npos);
+}
+
 TEST_F(SqliteResourceTest, parameters_are_bound_by_position_and_stored_verbatim) {
   db().exec("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT, flag, x REAL, maybe)");
   auto res = open_resource();
@@ -277,7 +288,8 @@ TEST_F(SqliteResourceTest, writes_the_session_cannot_record_are_refused) {
   b->reset();
   expect_refused(
       *res, {"UPDATE nokey SET a = 0", "DELETE FROM nokey", "INSERT INTO rich VALUES (9, 'x', 1)",
-             "INSERT INTO gen(id, x) VALUES (1, 1)", "DELETE FROM sqlite_sequence"});
+             "INSERT INTO gen(id, x) VALUES (1, 1)", "DELETE FROM sqlite_sequence",
+             "DELETE FROM dtx_markers", "INSERT INTO dtx_markers VALUES ('forged', 0)"});
   // Reading such tables is fine.
   auto r = res->begin("read");
   ASSERT_TRUE(r.ok());
@@ -445,6 +457,45 @@ TEST_F(SqliteResourceTest, begin_waits_for_the_write_lock_then_is_busy) {
   ASSERT_TRUE(third.ok()) << third.status();
   third->reset();  // rolled back: the lock is free at once
   EXPECT_TRUE(res->begin("fourth").ok());
+}
+
+TEST_F(SqliteResourceTest, concurrent_branches_take_turns_with_the_write_lock) {
+  SqliteOptions o = options();
+  o.busy_wait = std::chrono::seconds(20);
+  SqliteResource res(o);
+  ASSERT_TRUE(res.open().ok());
+  constexpr int kThreads = 4, kEach = 15;
+  std::atomic<int> committed{0}, aborted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        const std::string txid = "w" + std::to_string(t) + "-" + std::to_string(i);
+        auto b = res.begin(txid);
+        ASSERT_TRUE(b.ok()) << b.status();
+        DbError err;
+        const int64_t from = 1 + (t + i) % 2, to = 3 - from;
+        ASSERT_TRUE(
+            (*b)->exec("UPDATE accounts SET balance = balance - 1 WHERE id = $1", {from}, &err)
+                .ok());
+        ASSERT_TRUE(
+            (*b)->exec("UPDATE accounts SET balance = balance + 1 WHERE id = $1", {to}, &err).ok());
+        ASSERT_TRUE(res.prepare(std::move(*b), &err).ok()) << err.message;
+        if (i % 3 == 0) {
+          EXPECT_EQ(*res.abort(txid), Outcome::aborted);
+          ++aborted;
+        } else {
+          EXPECT_EQ(*res.commit(txid), Outcome::committed);
+          ++committed;
+        }
+      }
+    });
+  }
+  for (auto& th : threads)
+    th.join();
+  EXPECT_EQ(db().scalar("SELECT sum(balance) FROM accounts"), 150);
+  EXPECT_EQ(db().scalar("SELECT count(*) FROM dtx_markers"), committed.load());
+  EXPECT_EQ(committed + aborted, kThreads * kEach);
 }
 
 TEST_F(SqliteResourceTest, begin_is_busy_while_another_process_writes) {
