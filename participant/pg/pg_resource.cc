@@ -405,15 +405,17 @@ Result<std::vector<std::string>> PgResource::open() {
   // Housekeeping only: a failure here does not stop the agent.
   lock.unlock();
   Status forgot = forget_old_markers();
-  if (!forgot.ok())
+  if (!forgot.ok()) {
     spdlog::warn("postgresql {}: old markers not deleted: {}", where, forgot.describe());
+  }
   return txids;
 }
 
 Status PgResource::ensure_control() {
   if (control_ && !control_->broken_now()) return ok_status();
-  if (control_)
+  if (control_) {
     spdlog::warn("postgresql control session lost; re-opening it and re-taking the lock");
+  }
   control_.reset();  // the advisory lock went with it
   lock_held_ = false;
   auto s = PgSession::connect(make_session_options(options_, "control"));

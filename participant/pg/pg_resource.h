@@ -52,11 +52,12 @@
 // may share a database: a txid is unique only within its cluster, and one
 // transaction may have a branch on two agents of one database. A marker is
 // visible only once its branch committed. Markers older than
-// PgOptions::marker_retention are deleted by open() and by
-// forget_markers_before(), which the agent should call periodically (e.g.
-// daily). The retention must exceed the longest a txid can stay in doubt
-// and then still be asked about (the coordinator's retention, T3): a
-// commit() retried after its marker was deleted would answer aborted.
+// PgOptions::marker_retention (by created_at: when the branch began) are
+// deleted by open() and by forget_old_markers(), which the agent should
+// call periodically (e.g. daily). The retention must exceed the longest a
+// txid can stay in doubt and then still be asked about (the coordinator's
+// retention, T3): a commit() retried after its marker was deleted would
+// answer aborted.
 //
 // Reconciliation (A4): open() returns the txids of the prepared
 // transactions in pg_prepared_xacts of the current database whose gid is
