@@ -144,6 +144,7 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
     a->workers_.emplace_back([p = a.get()] { p->worker_loop(Lane::start); });
     a->workers_.emplace_back([p = a.get()] { p->worker_loop(Lane::work); });
   }
+  a->last_housekeeping_ms_ = steady_ms();  // open() just did it
   a->ticker_ = std::thread([p = a.get()] { p->ticker_loop(); });
   spdlog::info("agent {}: serving {} for cluster {} on port {}, {} prepared branch(es) recovered",
                a->opt_.name, a->resource_->describe(), a->opt_.cluster, a->port(),
@@ -238,6 +239,11 @@ void Agent::ticker_loop() {
         std::lock_guard relock(slot->mu);
         slot->m.on_inquiry_answer(BranchMachine::Answer::unreachable, now);
       }
+    }
+    // Hourly clean-up in the database (old marker rows).
+    if (steady_ms() - last_housekeeping_ms_ >= 3'600'000) {
+      last_housekeeping_ms_ = steady_ms();
+      submit([this] { resource_->housekeeping(); });
     }
     // Forget outcomes past their retention.
     const int64_t cutoff = steady_ms() - opt_.tombstone_retention_ms;

@@ -146,6 +146,7 @@ class Agent {
   std::thread ticker_;
   std::atomic<size_t> coordinator_index_{0};
   std::atomic<bool> stopped_{false};
+  int64_t last_housekeeping_ms_ = 0;  // ticker thread only
 };
 
 }  // namespace dtx::participant

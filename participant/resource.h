@@ -110,6 +110,10 @@ class Resource {
   virtual std::string describe() const = 0;
   // Whether the database answers (for /readyz).
   virtual bool healthy() = 0;
+
+  // Periodic clean-up (the agent calls it about once an hour from a worker):
+  // e.g. marker rows older than the retention.
+  virtual void housekeeping() {}
 };
 
 // gid of a prepared PostgreSQL branch: dtx:<cluster>:<txid>:<agent> (T2).

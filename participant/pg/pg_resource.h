@@ -156,6 +156,7 @@ class PgResource final : public Resource {
   Status forget_markers_before(std::chrono::system_clock::time_point before);
   // forget_markers_before(now - marker_retention); nothing if it is zero.
   Status forget_old_markers();
+  void housekeeping() override { (void)forget_old_markers(); }
 
   const PgOptions& options() const { return options_; }
 
