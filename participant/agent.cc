@@ -163,7 +163,9 @@ void Agent::stop() {
     std::lock_guard lock(q_mu_);
     stopping_ = true;
   }
-  q_cv_.notify_all();
+  for (auto& cv : q_cv_)
+    cv.notify_all();
+  tick_cv_.notify_all();
   for (auto& w : workers_)
     w.join();
   if (ticker_.joinable()) ticker_.join();
@@ -192,7 +194,7 @@ bool Agent::submit(std::function<void()> job, Lane lane) {
     }
     q.push_back(std::move(job));
   }
-  q_cv_.notify_all();
+  q_cv_[static_cast<int>(lane)].notify_one();
   return true;
 }
 
@@ -202,7 +204,7 @@ void Agent::worker_loop(Lane lane) {
     std::function<void()> job;
     {
       std::unique_lock lock(q_mu_);
-      q_cv_.wait(lock, [&] { return stopping_ || !q.empty(); });
+      q_cv_[static_cast<int>(lane)].wait(lock, [&] { return stopping_ || !q.empty(); });
       if (q.empty()) return;
       job = std::move(q.front());
       q.pop_front();
@@ -215,8 +217,8 @@ void Agent::ticker_loop() {
   for (;;) {
     {
       std::unique_lock lock(q_mu_);
-      if (q_cv_.wait_for(lock, std::chrono::milliseconds(opt_.tick_ms),
-                         [&] { return stopping_; })) {
+      if (tick_cv_.wait_for(lock, std::chrono::milliseconds(opt_.tick_ms),
+                            [&] { return stopping_; })) {
         return;
       }
     }

@@ -139,7 +139,8 @@ class Agent {
   std::deque<std::string> tombstone_order_;
 
   std::mutex q_mu_;
-  std::condition_variable q_cv_;
+  std::condition_variable q_cv_[2];  // one per lane: a job wakes one worker of its lane
+  std::condition_variable tick_cv_;  // the ticker's sleep (woken only to stop)
   std::deque<std::function<void()>> queue_[2];
   bool stopping_ = false;
   std::vector<std::thread> workers_;

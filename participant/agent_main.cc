@@ -50,6 +50,7 @@ int main(int argc, char** argv) {
       "global transaction's branch, votes, holds prepared branches through crashes and applies "
       "the coordinator group's decisions. See docs/agent.md."};
   app.require_subcommand(0, 1);
+  app.fallthrough();  // subcommands take the top-level options too (--wal-dir, --sqlite)
   AgentOptions opt;
   std::string postgres, sqlite, wal_dir, token_file, coordinators, isolation = "read-committed";
   std::string log_level = "info";
@@ -101,6 +102,15 @@ int main(int argc, char** argv) {
       "show-prepared", "print a SQLite branch's redo and undo from the agent WAL (agent stopped)");
   std::string show_txid;
   show->add_option("--txid", show_txid, "the branch")->required();
+  auto* resolve = app.add_subcommand(
+      "resolve",
+      "SQLite, agent stopped: record that an operator settled a prepared branch by hand (after a "
+      "conflicting redo stopped the agent); inspect it with show-prepared first");
+  std::string resolve_txid, resolve_outcome;
+  resolve->add_option("--txid", resolve_txid, "the branch")->required();
+  resolve->add_option("--outcome", resolve_outcome, "what the operator made of it")
+      ->check(CLI::IsMember({"committed", "aborted"}))
+      ->required();
   CLI11_PARSE(app, argc, argv);
 
   if (Status s = logging::setup("dtx-agent", log_level); !s.ok()) return fail(s.describe());
@@ -111,6 +121,18 @@ int main(int argc, char** argv) {
                                : sqlite::describe_prepared(wal_dir, show_txid, sqlite);
     if (!text.ok()) return fail(text.status().describe(), 1);
     fmt::print("{}", *text);
+    return 0;
+  }
+
+  if (resolve->parsed()) {
+    if (wal_dir.empty() || sqlite.empty()) return fail("resolve needs --sqlite and --wal-dir");
+    sqlite::SqliteOptions so;
+    so.db_path = sqlite;
+    so.wal_dir = wal_dir;
+    Status s = sqlite::SqliteResource::resolve_by_operator(
+        so, resolve_txid, resolve_outcome == "committed" ? Outcome::committed : Outcome::aborted);
+    if (!s.ok()) return fail(s.describe(), 1);
+    fmt::print("recorded: {} was {} by an operator\n", resolve_txid, resolve_outcome);
     return 0;
   }
 

@@ -126,9 +126,13 @@ class SessionPool {
 // What the resource and its branches share; branches may outlive the
 // resource.
 struct PgShared {
-  PgShared(SessionOptions options, size_t size) : pool(std::move(options), size) {}
+  PgShared(SessionOptions branch_options, size_t size, SessionOptions decision_options,
+           size_t decision_size)
+      : pool(std::move(branch_options), size),
+        decisions(std::move(decision_options), decision_size) {}
 
-  SessionPool pool;
+  SessionPool pool;       // branch sessions, one per active branch
+  SessionPool decisions;  // COMMIT/ROLLBACK PREPARED and marker look-ups
   std::mutex mu;
   std::set<std::string> active;    // txids with a branch between begin and its end
   std::set<std::string> prepared;  // txids prepared here and not yet decided
@@ -253,8 +257,11 @@ Status no_vote(DbError* err, std::string_view sqlstate, std::string message, Cod
 
 PgResource::PgResource(PgOptions options)
     : options_(std::move(options)),
-      shared_(std::make_shared<PgShared>(make_session_options(options_, "branch"),
-                                         options_.pool_size)) {}
+      shared_(std::make_shared<PgShared>(
+          make_session_options(options_, "branch"), options_.pool_size,
+          make_session_options(options_, "decision"),
+          options_.decision_sessions ? options_.decision_sessions
+                                     : std::max<size_t>(2, options_.pool_size / 2))) {}
 
 PgResource::~PgResource() {
   std::lock_guard lock(control_mu_);
@@ -382,6 +389,7 @@ Result<std::vector<std::string>> PgResource::open() {
   auto txids = reconcile(s);
   if (!txids.ok()) return give_up(txids.status());
   if (Status st = shared_->pool.fill(); !st.ok()) return give_up(st);
+  if (Status st = shared_->decisions.fill(); !st.ok()) return give_up(st);
 
   control_ = std::move(*control);
   {
@@ -441,21 +449,23 @@ Status PgResource::check_agent_lock() {
 }
 
 Status PgResource::with_decision_session(const std::function<Status(PgSession&)>& f) {
-  // Every f here may run twice (decisions are idempotent), so a session
-  // found dead, e.g. idle through a server restart, is dropped and the next
-  // one tried.
-  while (auto s = shared_->pool.try_acquire()) {
-    Status st = f(*s);
-    const bool broken = s->broken();
-    shared_->pool.release(std::move(s));
+  // Decisions have sessions of their own: branch sessions may all be busy
+  // with active branches, and decisions must not queue behind them (nor all
+  // behind one session: each COMMIT PREPARED waits for an fsync, and
+  // concurrent ones share it). Every f here may run twice (decisions are
+  // idempotent), so a session found dead, e.g. idle through a server
+  // restart, is dropped and f runs on a fresh one.
+  // Every pooled session may have died together (a server restart): each
+  // broken one is dropped, and its slot reconnects on a later acquire.
+  for (size_t attempt = 0; attempt <= shared_->decisions.size(); ++attempt) {
+    auto s = shared_->decisions.acquire(options_.begin_wait);
+    if (!s.ok()) return error(Code::unavailable, s.status().message());
+    Status st = f(**s);
+    const bool broken = (*s)->broken();
+    shared_->decisions.release(std::move(*s));
     if (!broken) return st;
   }
-  std::lock_guard lock(control_mu_);
-  DTX_RETURN_IF_ERROR(ensure_control());
-  Status st = f(*control_);
-  if (st.ok() || !control_->broken()) return st;
-  DTX_RETURN_IF_ERROR(ensure_control());
-  return f(*control_);
+  return error(Code::unavailable, "PostgreSQL decision sessions keep breaking");
 }
 
 Result<std::unique_ptr<Branch>> PgResource::begin(const std::string& txid) {
@@ -530,19 +540,20 @@ Status PgResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
     if (Status locked = check_agent_lock(); !locked.ok()) {
       return no_vote(&e, kRefusedByDtx, locked.message(), locked.code());
     }
-    // A1: the backend BEGIN ran on must still be the one we talk to.
-    auto pid = s->exec("SELECT pg_backend_pid()", {}, &e);
-    if (!pid.ok()) return pid.status();
-    const int now_pid = (*pid)[0][0].as<int>();
+    // The marker row, and (A1) the backend BEGIN ran on must still be the
+    // one we talk to: one round trip for both.
+    auto marker = s->exec(
+        "INSERT INTO dtx_markers (cluster, agent, txid) VALUES ($1, $2, $3) "
+        "RETURNING pg_backend_pid()",
+        {options_.cluster_id, options_.agent_name, txid}, &e);
+    if (!marker.ok()) return marker.status();
+    const int now_pid = (*marker)[0][0].as<int>();
     if (now_pid != b->backend_pid() || s->broken()) {
       return no_vote(&e, kSessionLost,
                      fmt::format("the branch began on backend {} but the session now reaches {}",
                                  b->backend_pid(), now_pid),
                      Code::unavailable);
     }
-    auto marker = s->exec("INSERT INTO dtx_markers (cluster, agent, txid) VALUES ($1, $2, $3)",
-                          {options_.cluster_id, options_.agent_name, txid}, &e);
-    if (!marker.ok()) return marker.status();
     sent_prepare = true;
     return s->prepare_transaction(gid(txid), &e);
   };

@@ -119,6 +119,9 @@ struct PgOptions {
   std::string agent_name;
   // Branch sessions; also the least max_prepared_transactions accepted.
   size_t pool_size = 16;
+  // Sessions for COMMIT/ROLLBACK PREPARED and marker look-ups; 0 means half
+  // the pool, at least 2.
+  size_t decision_sessions = 0;
   PgIsolation isolation = PgIsolation::read_committed;
   // statement_timeout of every session, branch statements included.
   std::chrono::milliseconds statement_timeout{30000};

@@ -73,6 +73,7 @@ Status no_vote(const std::string& txid, Code code, const DbError& e) {
 SqliteResource::SqliteResource(SqliteOptions options) : opt_(std::move(options)) {}
 
 SqliteResource::~SqliteResource() {
+  if (wal_) flush_decisions();  // best effort; the log's close syncs them
   // The held branch's transaction ends with its connection: SQLite rolls an
   // open transaction back on close, and the PREPARED record keeps it.
   std::lock_guard lk(mu_);
@@ -468,7 +469,8 @@ Status SqliteResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
                               redo->size() + undo->size(), opt_.changeset_bytes_max));
   }
 
-  // Durable before the yes vote.
+  // Durable before the yes vote (with the decisions made since the last one).
+  flush_decisions();
   auto payload = encode_prepared(txid, bytes_of(*redo), bytes_of(*undo), unix_now_ms());
   auto lsn = wal_->append(static_cast<uint16_t>(RecordType::prepared), payload);
   Status durable = lsn.ok() ? wal_->wait_durable(*lsn) : lsn.status();
@@ -579,13 +581,33 @@ void SqliteResource::after_decision(const std::string& txid) {
   maybe_truncate();
 }
 
+// A decision record is only bookkeeping: the marker row proves a commit, and
+// a rolled-back branch left nothing. Losing one in a crash costs a recovery
+// check (marker present: committed; absent: redo, hold, ask), never a wrong
+// outcome. So it is not given an fdatasync of its own: it is appended just
+// before the next PREPARED record, whose fdatasync covers it. That keeps the
+// order recovery relies on: a later branch's durable PREPARED implies every
+// earlier decision is durable, so a later branch's changes never meet an
+// undecided earlier branch's redo.
 void SqliteResource::append_decision(RecordType type, const std::string& txid) {
-  auto lsn = wal_->append(static_cast<uint16_t>(type), encode_decided(txid));
-  if (!lsn.ok()) {
-    logging::txn_error(txid, "agent WAL: cannot append {}: {}", record_type_name(type),
-                       lsn.status().describe());
+  std::lock_guard lk(mu_);
+  pending_decisions_.emplace_back(type, txid);
+}
+
+void SqliteResource::flush_decisions() {
+  std::vector<std::pair<RecordType, std::string>> pending;
+  {
     std::lock_guard lk(mu_);
-    if (failed_.ok()) failed_ = lsn.status();
+    pending.swap(pending_decisions_);
+  }
+  for (const auto& [type, txid] : pending) {
+    auto lsn = wal_->append(static_cast<uint16_t>(type), encode_decided(txid));
+    if (!lsn.ok()) {
+      logging::txn_error(txid, "agent WAL: cannot append {}: {}", record_type_name(type),
+                         lsn.status().describe());
+      std::lock_guard lk(mu_);
+      if (failed_.ok()) failed_ = lsn.status();
+    }
   }
 }
 

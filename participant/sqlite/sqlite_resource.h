@@ -61,12 +61,11 @@
 //     settles it with resolve_by_operator() before the agent can start.
 //   SQLite has one writer, so one recovered branch is held at a time.
 //   Serialised branches leave at most one undecided PREPARED record (a
-//   branch's decision is appended before the next branch can begin, and the
-//   WAL makes records durable in order). Should several be undecided and
-//   without marker, the oldest is redone and held first; each next one is
-//   redone and held once the previous one is decided, in WAL order, which is
-//   the order they prepared in. All of them are returned by open() and
-//   listed by prepared(); commit() of one not yet held answers Code::busy
+//   branch's decision is appended before the next branch's PREPARED record,
+//   in the same fdatasync, and the WAL makes records durable in order). Should several be undecided
+//   and without marker, the oldest is redone and held first; each next one is redone and held once
+//   the previous one is decided, in WAL order, which is the order they prepared in. All of them are
+//   returned by open() and listed by prepared(); commit() of one not yet held answers Code::busy
 //   (decide the older one first), abort() of it just records ABORTED.
 //   New branches wait until all are decided.
 //   Once every record in a WAL prefix is decided, the prefix is truncated.
@@ -227,6 +226,11 @@ class SqliteResource final : public Resource {
   std::optional<Held> held_;
   std::deque<Queued> queued_;
   std::map<std::string, uint64_t> undecided_;  // txid -> LSN of its PREPARED record
+  // COMMITTED/ABORTED records not yet appended: they go into the WAL just
+  // before the next PREPARED record (so they share its fdatasync) or at
+  // close. See append_decision().
+  std::vector<std::pair<RecordType, std::string>> pending_decisions_;
+  void flush_decisions();
 };
 
 // Renders what the agent WAL in wal_dir holds for txid: the PREPARED record,

@@ -250,6 +250,14 @@ TEST_P(SqliteAgent, a_branch_with_a_trigger_and_a_cascade_is_redone_exactly_afte
   ASSERT_EQ(exec(t, "DELETE FROM parent_" + name_ + " WHERE id = $1", {int64_t{1}})->status, 200);
   ASSERT_EQ(prepare(t), "yes");
   kill9();
+  // An operator can read the branch's redo and undo while the agent is down.
+  testing::Process show = testing::Process::spawn(
+      testing::bin_dir() + "/dtx-agent",
+      {"show-prepared", "--wal-dir", dir_.sub("wal"), "--sqlite", sqlite_path_, "--txid", t},
+      dir_.sub("show.log"));
+  ASSERT_TRUE(show.wait(10s).has_value());
+  EXPECT_NE(show.log().find("parent_" + name_), std::string::npos) << show.log();
+  EXPECT_NE(show.log().find("child_" + name_), std::string::npos) << show.log();
   start_agent();  // redo with triggers and cascades not fired again
   ASSERT_EQ(prepared_listed(), std::vector<std::string>{t}) << agent_.log();
   coordinator_.decide(t, "committed");
