@@ -1,6 +1,8 @@
 #include "consensus/core/messages.h"
 
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 #include "consensus/core/codec.h"
 
@@ -8,9 +10,14 @@ namespace dtx::consensus {
 namespace {
 
 // Type tags on the wire: the variant index, fixed by this table's order.
-template <class T>
+template <class T, size_t I = 0>
 constexpr uint8_t tag_of() {
-  return static_cast<uint8_t>(Payload(T{}).index());
+  static_assert(I < std::variant_size_v<Payload>, "not a payload type");
+  if constexpr (std::is_same_v<T, std::variant_alternative_t<I, Payload>>) {
+    return static_cast<uint8_t>(I);
+  } else {
+    return tag_of<T, I + 1>();
+  }
 }
 
 void put_slot_value(Writer& w, const SlotValue& sv) {

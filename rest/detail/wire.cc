@@ -15,12 +15,18 @@ bool layer_owned(std::string_view name) {
   return false;
 }
 
-// Header values must not smuggle a line break onto the wire, and must fit
-// Beast's 16-bit field lengths (it throws beyond them).
+// Header values must not smuggle a line break (or any other control byte a
+// peer's parser refuses) onto the wire, and must fit Beast's 16-bit field
+// lengths (it throws beyond them). RFC 9110 field-value: visible ASCII,
+// obs-text (0x80-0xFF), space and tab.
 constexpr size_t kFieldBytesMax = 8192;
 bool header_safe(std::string_view s) {
-  return s.size() <= kFieldBytesMax &&
-         s.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+  if (s.size() > kFieldBytesMax) return false;
+  for (char ch : s) {
+    auto c = static_cast<unsigned char>(ch);
+    if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+  }
+  return true;
 }
 
 // A field name is an RFC 9110 token.

@@ -645,7 +645,9 @@ void Sim::check_linearizable() {
     if (!o.is_put && o.state != OpState::ok) continue;
     by_key[o.key].push_back(&o);
   }
-  for (const auto& [key, ops] : by_key) {
+  for (const auto& entry : by_key) {
+    const std::string& key = entry.first;
+    const auto& ops = entry.second;  // a plain reference: lambdas capture it
     if (ops.size() > 14 || key == "probe") continue;
     const size_t n = ops.size();
     std::set<std::pair<uint32_t, std::string>> dead;  // (done mask, value) already explored

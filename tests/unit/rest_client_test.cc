@@ -280,7 +280,8 @@ TEST(Client, stale_pooled_connection_is_replaced_not_failed) {
 TEST(Client, sends_bearer_token_and_extra_headers) {
   Router r;
   r.get("/v1/who", [](Request req, Replier reply) {
-    reply(Response::text(200, std::string(req.header("Idempotency-Key").value_or("-"))));
+    reply(Response::text(200, std::string(req.header("Idempotency-Key").value_or("-")) + "|" +
+                                  std::string(req.header("X-Ctl").value_or("-"))));
   });
   const std::string token = "client-token-0123456789";
   auto server = Server::start({}, std::move(r), TokenAuth::from_tokens({token}).value()).value();
@@ -291,10 +292,11 @@ TEST(Client, sends_bearer_token_and_extra_headers) {
   req.target = "/v1/who";
   req.headers.add("Idempotency-Key", "abc-1");
   req.headers.add("Bad\r\nName", "x");  // dropped: it would break the framing
+  req.headers.add("X-Ctl", "x\x1ay");   // dropped: a control byte peers refuse
   auto resp = client.request_sync(peer(*server), req);
   ASSERT_TRUE(resp.ok()) << resp.status();
   EXPECT_EQ(resp->status, 200);
-  EXPECT_EQ(resp->body, "abc-1");
+  EXPECT_EQ(resp->body, "abc-1|-");
   Client anonymous;
   auto denied = anonymous.get(peer(*server), "/v1/who");
   ASSERT_TRUE(denied.ok()) << "an HTTP error status is still an answer";

@@ -523,6 +523,7 @@ TEST(Server, answers_stay_well_framed_whatever_status_a_handler_picks) {
   r.get("/v1/status/{n}", [](Request req, Replier reply) {
     Response resp = Response::text(std::stoi(std::string(req.path_param("n"))), "body");
     resp.headers.add("X-Injected", "a\r\nSet-Cookie: evil");
+    resp.headers.add("X-Control", std::string("x\x1ay"));
     reply(std::move(resp));
   });
   auto server = start(std::move(r));
@@ -533,6 +534,7 @@ TEST(Server, answers_stay_well_framed_whatever_status_a_handler_picks) {
   EXPECT_EQ(empty->body, "");
   EXPECT_EQ(empty->header("x-injected"), "") << "a header value with CRLF is dropped";
   EXPECT_EQ(empty->header("set-cookie"), "");
+  EXPECT_EQ(empty->header("x-control"), "") << "a header value with a control byte is dropped";
   for (const char* bogus : {"42", "101", "1000"}) {
     auto resp = c.exchange(raw_request("GET", std::string("/v1/status/") + bogus, kAuthHeader));
     ASSERT_TRUE(resp) << bogus;
