@@ -621,8 +621,8 @@ std::string Agent::metrics() const {
 
 void Agent::register_routes(void* router_ptr) {
   rest::Router& router = *static_cast<rest::Router*>(router_ptr);
-  auto queue = [this](const Replier& reply, std::function<void()> job) {
-    if (!submit(std::move(job)))
+  auto queue = [this](const Replier& reply, std::function<void()> job, Lane lane = Lane::work) {
+    if (!submit(std::move(job), lane))
       reply(json_error(503, "overloaded", "the agent's work queue is full"));
   };
   auto txid_of = [](const Request& req, const Replier& reply) -> std::optional<std::string> {
@@ -667,10 +667,16 @@ void Agent::register_routes(void* router_ptr) {
                    params.push_back(std::move(*v));
                  }
                }
-               queue(reply, [this, t = *txid, s = static_cast<uint64_t>(*seq),
-                             q = std::string(*sql), p = std::move(params), reply]() mutable {
-                 do_exec(t, s, std::move(q), std::move(p), reply);
-               });
+               // A branch's first exec may wait for a database session or
+               // SQLite's write lock: it goes to its own lane, so branches
+               // that already hold one can always go on (see Lane).
+               const bool first = *seq == 1 && find(*txid) == nullptr;
+               queue(
+                   reply,
+                   [this, t = *txid, s = static_cast<uint64_t>(*seq), q = std::string(*sql),
+                    p = std::move(params),
+                    reply]() mutable { do_exec(t, s, std::move(q), std::move(p), reply); },
+                   first ? Lane::start : Lane::work);
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/prepare",
              [this, queue, txid_of](Request req, Replier reply) {

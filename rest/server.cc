@@ -523,6 +523,9 @@ void Server::Impl::on_accept(const beast::error_code& ec, tcp::socket socket) {
   }
   beast::error_code peer_ec;
   std::string remote = endpoint_text(socket.remote_endpoint(peer_ec));
+  // Answers are small and go out whole: never hold one back for Nagle.
+  beast::error_code nodelay_ec;
+  socket.set_option(tcp::no_delay(true), nodelay_ec);
   bool overload = false;
   if (serving.load() >= options.connections_max) {
     connections_rejected.fetch_add(1);

@@ -177,6 +177,7 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
     } else {
       a.insert(a.end(), {"--sqlite", sqlite_path_, "--wal-dir", dir_.sub("wal")});
     }
+    a.insert(a.end(), extra_args_.begin(), extra_args_.end());
     return a;
   }
 
@@ -264,6 +265,7 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
   Db db_;
   testing::TempDir dir_{"dtx-agent-it"};
   std::string name_, table_, token_path_, sqlite_path_;
+  std::vector<std::string> extra_args_;  // appended to every start
   std::unique_ptr<pqxx::connection> pg_;
   TestCoordinator coordinator_;
   std::unique_ptr<rest::Client> client_;

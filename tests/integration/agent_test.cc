@@ -210,6 +210,41 @@ TEST_P(AgentFixture, precommitted_branch_refuses_abort_and_commits_on_its_own) {
   EXPECT_EQ(balance(1), 96);
 }
 
+TEST_P(AgentFixture, branches_holding_a_session_go_on_while_first_execs_wait_for_one) {
+  // One worker per lane. PostgreSQL: every pooled session is held by a
+  // branch; SQLite: one branch holds the write lock. A new branch's first
+  // exec then waits for a session; the holders must still prepare and be
+  // decided, or the waiter would time out (5 s) and nothing would move.
+  extra_args_ = {"--workers", "1"};
+  start_agent();
+  const int holders = db_ == Db::postgres ? 4 : 1;
+  std::vector<std::string> held;
+  for (int i = 0; i < holders; ++i) {
+    held.push_back(tx("hold" + std::to_string(i)));
+    ASSERT_EQ(exec(held.back(), "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}})->status,
+              200);
+  }
+  const std::string waiter = tx("waiter");
+  std::optional<Result<rest::Response>> waited;
+  std::thread t([&] {
+    rest::ClientOptions co;
+    co.bearer_token = kToken;
+    rest::Client c(co);
+    waited = c.post(addr(), "/v1/branches/" + waiter + "/exec",
+                    json::serialize(json::object{{"seq", 1}, {"sql", "SELECT 1"}}), 10'000);
+  });
+  ASSERT_TRUE(wait_state(waiter, "busy", 5s)) << "the waiter's first exec is under way";
+  for (const std::string& h : held) {
+    ASSERT_EQ(prepare(h), "yes") << h;
+    EXPECT_EQ(decide(h, "commit"), "committed") << h;
+  }
+  t.join();
+  ASSERT_TRUE(waited.has_value() && waited->ok());
+  EXPECT_EQ((*waited)->status, 200)
+      << (*waited)->body << ": the waiter got the session the holders freed";
+  EXPECT_EQ(decide(waiter, "abort"), "aborted");
+}
+
 INSTANTIATE_TEST_SUITE_P(Db, AgentFixture, ::testing::Values(Db::postgres, Db::sqlite),
                          [](const ::testing::TestParamInfo<Db>& i) {
                            return i.param == Db::postgres ? "postgres" : "sqlite";
