@@ -14,6 +14,8 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -25,6 +27,7 @@
 #include <fstream>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <sstream>
 #include <thread>
 
 #include "participant/core/branch_machine.h"
@@ -45,7 +48,45 @@ struct Row {
   double p50_ms = 0;
   double p99_ms = 0;
   uint64_t errors = 0;
+  // CPU time per transaction, microseconds: the whole machine's busy time,
+  // the agent process's and this load generator's.
+  double cpu_us = 0, agent_cpu_us = 0, client_cpu_us = 0;
 };
+
+// CPU seconds used so far: by the whole machine (every core's busy time,
+// from /proc/stat), by one process (0 for none) and by this one.
+struct CpuNow {
+  double machine = 0, process = 0, self = 0;
+};
+
+CpuNow cpu_now(pid_t pid) {
+  const double tick = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  CpuNow c;
+  {
+    std::ifstream in("/proc/stat");
+    std::string cpu;
+    double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+    in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq;
+    c.machine = (user + nice + system + irq + softirq) / tick;
+  }
+  if (pid > 0) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Fields after the command name (which may hold spaces) start at ") ".
+    std::istringstream rest(all.substr(all.rfind(')') + 2));
+    std::string f;
+    double utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> f; ++i) {
+      if (i == 14) utime = std::stod(f);
+      if (i == 15) stime = std::stod(f);
+    }
+    c.process = (utime + stime) / tick;
+  }
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  c.self = static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+  return c;
+}
 
 [[noreturn]] void die(const std::string& what) {
   fmt::print(stderr, "dtx-agent-bench: {}\n", what);
@@ -61,7 +102,9 @@ double pct(std::vector<int64_t>& v, double p) {
 
 // Runs `clients` threads calling one_tx(client, n) for `seconds`; one_tx
 // returns false on an error.
-Row closed_loop(int clients, double seconds, const std::function<bool(int, uint64_t)>& one_tx) {
+Row closed_loop(int clients, double seconds, const std::function<bool(int, uint64_t)>& one_tx,
+                pid_t agent_pid = 0) {
+  const CpuNow cpu0 = cpu_now(agent_pid);
   std::atomic<bool> stop{false};
   std::mutex mu;
   std::vector<int64_t> lat;
@@ -89,29 +132,68 @@ Row closed_loop(int clients, double seconds, const std::function<bool(int, uint6
   for (auto& t : ts)
     t.join();
   const double elapsed = std::chrono::duration<double>(Clk::now() - start).count();
+  const CpuNow cpu1 = cpu_now(agent_pid);
   Row r;
   r.tps = static_cast<double>(lat.size()) / elapsed;
+  const double n = static_cast<double>(std::max<size_t>(1, lat.size()));
+  r.cpu_us = (cpu1.machine - cpu0.machine) / n * 1e6;
+  r.agent_cpu_us = (cpu1.process - cpu0.process) / n * 1e6;
+  r.client_cpu_us = (cpu1.self - cpu0.self) / n * 1e6;
   r.p50_ms = pct(lat, 0.5);
   r.p99_ms = pct(lat, 0.99);
   r.errors = errors.load();
   return r;
 }
 
+// Time spent in each request of the agent path, summed over all clients
+// (nanoseconds), to say where a branch's time goes.
+struct StepTimes {
+  std::atomic<int64_t> exec{0}, prepare{0}, commit{0};
+  std::atomic<int64_t> branches{0};
+  void reset() { exec = prepare = commit = branches = 0; }
+};
+StepTimes g_steps;
+
+int64_t since_ns(Clk::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clk::now() - t0).count();
+}
+
 // One branch through the agent: exec (seq 1), prepare with the digest, commit.
 bool agent_tx(rest::Client& client, const std::string& agent, const std::string& txid,
               const std::string& sql, int64_t id) {
   const std::vector<participant::SqlValue> params = {int64_t{1}, id};
+  auto t0 = Clk::now();
   auto r = client.post(
       agent, "/v1/branches/" + txid + "/exec",
       json::serialize(json::object{{"seq", 1}, {"sql", sql}, {"params", json::array{1, id}}}));
   if (!r.ok() || r->status != 200) return false;
+  g_steps.exec += since_ns(t0);
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016" PRIx64, participant::exec_digest(0, 1, sql, params));
+  t0 = Clk::now();
   r = client.post(agent, "/v1/branches/" + txid + "/prepare",
                   json::serialize(json::object{{"exec_count", 1}, {"digest", hex}}));
   if (!r.ok() || r->status != 200 || r->body.find("\"yes\"") == std::string::npos) return false;
+  g_steps.prepare += since_ns(t0);
+  t0 = Clk::now();
   r = client.post(agent, "/v1/branches/" + txid + "/commit", "{}");
-  return r.ok() && r->status == 200 && r->body.find("\"committed\"") != std::string::npos;
+  const bool ok = r.ok() && r->status == 200 && r->body.find("\"committed\"") != std::string::npos;
+  if (ok) {
+    g_steps.commit += since_ns(t0);
+    g_steps.branches++;
+  }
+  return ok;
+}
+
+// Mean milliseconds per request of the agent rows since the last call.
+std::string step_summary() {
+  const double n = static_cast<double>(std::max<int64_t>(1, g_steps.branches.load()));
+  std::string out = fmt::format("exec {:.2f} / prepare {:.2f} / commit {:.2f} ms",
+                                static_cast<double>(g_steps.exec.load()) / n / 1e6,
+                                static_cast<double>(g_steps.prepare.load()) / n / 1e6,
+                                static_cast<double>(g_steps.commit.load()) / n / 1e6);
+  g_steps.reset();
+  return out;
 }
 
 class AgentProcess {
@@ -122,12 +204,13 @@ class AgentProcess {
     std::ofstream(token) << kToken << "\n";
     ::chmod(token.c_str(), 0600);
     port_ = testing::free_port();
-    std::vector<std::string> args = {"--name",       "bench",
-                                     "--cluster",    "bench",
-                                     "--listen",     "127.0.0.1:" + std::to_string(port_),
-                                     "--token-file", token,
-                                     "--workers",    std::to_string(pool),
-                                     "--log-level",  "warn"};
+    std::vector<std::string> args = {"--name",         "bench",
+                                     "--cluster",      "bench",
+                                     "--listen",       "127.0.0.1:" + std::to_string(port_),
+                                     "--token-file",   token,
+                                     "--workers",      std::to_string(pool),
+                                     "--http-threads", std::to_string(pool),
+                                     "--log-level",    "warn"};
     args.insert(args.end(), db_args.begin(), db_args.end());
     proc_ = testing::Process::spawn(testing::bin_dir() + "/dtx-agent", args, dir + "/agent.log");
     rest::ClientOptions co;
@@ -147,6 +230,7 @@ class AgentProcess {
     proc_.wait(10s);
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  pid_t pid() const { return proc_.pid(); }
 
  private:
   uint16_t port_;
@@ -176,6 +260,19 @@ void print_row(const std::string& label, int clients, const std::vector<Row>& ag
       "{:<10} {:>7} | {:>9.0f} {:>7.2f} {:>7.2f} | {:>9.0f} {:>7.2f} {:>7.2f} | {:>6.2f}x{}\n",
       label, clients, median(at), median(ap50), median(ap99), median(dt), median(dp50),
       median(dp99), median(ratios), errors ? fmt::format("  ({} errors)", errors) : "");
+  fmt::print("{:<18} | mean per agent request: {}\n", "", step_summary());
+  auto med = [](const std::vector<Row>& rows, double Row::*f) {
+    std::vector<double> v;
+    for (const Row& r : rows)
+      v.push_back(r.*f);
+    return median(v);
+  };
+  fmt::print(
+      "{:<18} | CPU per branch: agent path {:.0f} us (agent {:.0f}, load generator {:.0f}, "
+      "database and the rest {:.0f}); direct {:.0f} us (load generator {:.0f})\n",
+      "", med(agent, &Row::cpu_us), med(agent, &Row::agent_cpu_us), med(agent, &Row::client_cpu_us),
+      med(agent, &Row::cpu_us) - med(agent, &Row::agent_cpu_us) - med(agent, &Row::client_cpu_us),
+      med(direct, &Row::cpu_us), med(direct, &Row::client_cpu_us));
   std::fflush(stdout);
 }
 
@@ -232,9 +329,13 @@ int main(int argc, char** argv) {
           co.io_threads = 2;
           rest::Client client(co);
           const uint64_t run = gen++;
-          a.push_back(closed_loop(c, seconds, [&](int cl, uint64_t n) {
-            return agent_tx(client, agent.address(), fmt::format("b{}-{}-{}", run, cl, n), sql, cl);
-          }));
+          a.push_back(closed_loop(
+              c, seconds,
+              [&](int cl, uint64_t n) {
+                return agent_tx(client, agent.address(), fmt::format("b{}-{}-{}", run, cl, n), sql,
+                                cl);
+              },
+              agent.pid()));
         }
         std::vector<std::unique_ptr<pqxx::connection>> conns;
         for (int i = 0; i < c; ++i)
@@ -287,9 +388,13 @@ int main(int argc, char** argv) {
           co.connections_per_peer_max = static_cast<size_t>(c);
           rest::Client client(co);
           const uint64_t run = gen++;
-          a.push_back(closed_loop(c, seconds, [&](int cl, uint64_t n) {
-            return agent_tx(client, agent.address(), fmt::format("s{}-{}-{}", run, cl, n), sql, cl);
-          }));
+          a.push_back(closed_loop(
+              c, seconds,
+              [&](int cl, uint64_t n) {
+                return agent_tx(client, agent.address(), fmt::format("s{}-{}-{}", run, cl, n), sql,
+                                cl);
+              },
+              agent.pid()));
         }
         std::vector<sqlite3*> conns(c, nullptr);
         for (auto& h : conns) {

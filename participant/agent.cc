@@ -634,50 +634,54 @@ void Agent::register_routes(void* router_ptr) {
     return txid;
   };
 
-  router.add(rest::Method::post, "/v1/branches/{txid}/exec",
-             [this, queue, txid_of](Request req, Replier reply) {
-               auto txid = txid_of(req, reply);
-               if (!txid) return;
-               auto body = rest::parse_json(req.body);
-               if (!body.ok()) return reply(Response::from_status(body.status()));
-               if (!body->is_object())
-                 return reply(json_error(400, "invalid_argument", "body must be an object"));
-               const json::object& o = body->as_object();
-               auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
-               auto sql = rest::get_string(*body, "sql");
-               if (!seq.ok()) return reply(Response::from_status(seq.status()));
-               if (!sql.ok()) return reply(Response::from_status(sql.status()));
-               if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
-                 return reply(json_error(
-                     sql->empty() ? 400 : 413, "invalid_argument",
-                     "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
-               }
-               std::vector<SqlValue> params;
-               if (o.contains("params")) {
-                 if (!o.at("params").is_array()) {
-                   return reply(json_error(400, "invalid_argument", "params must be an array"));
-                 }
-                 const json::array& a = o.at("params").as_array();
-                 if (a.size() > opt_.params_max) {
-                   return reply(json_error(413, "invalid_argument", "too many params"));
-                 }
-                 for (size_t i = 0; i < a.size(); ++i) {
-                   auto v = from_json(a[i], i);
-                   if (!v.ok()) return reply(Response::from_status(v.status()));
-                   params.push_back(std::move(*v));
-                 }
-               }
-               // A branch's first exec may wait for a database session or
-               // SQLite's write lock: it goes to its own lane, so branches
-               // that already hold one can always go on (see Lane).
-               const bool first = *seq == 1 && find(*txid) == nullptr;
-               queue(
-                   reply,
-                   [this, t = *txid, s = static_cast<uint64_t>(*seq), q = std::string(*sql),
-                    p = std::move(params),
-                    reply]() mutable { do_exec(t, s, std::move(q), std::move(p), reply); },
-                   first ? Lane::start : Lane::work);
-             });
+  router.add(
+      rest::Method::post, "/v1/branches/{txid}/exec",
+      [this, queue, txid_of](Request req, Replier reply) {
+        auto txid = txid_of(req, reply);
+        if (!txid) return;
+        auto body = rest::parse_json(req.body);
+        if (!body.ok()) return reply(Response::from_status(body.status()));
+        if (!body->is_object())
+          return reply(json_error(400, "invalid_argument", "body must be an object"));
+        const json::object& o = body->as_object();
+        auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
+        auto sql = rest::get_string(*body, "sql");
+        if (!seq.ok()) return reply(Response::from_status(seq.status()));
+        if (!sql.ok()) return reply(Response::from_status(sql.status()));
+        if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
+          return reply(
+              json_error(sql->empty() ? 400 : 413, "invalid_argument",
+                         "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
+        }
+        std::vector<SqlValue> params;
+        if (o.contains("params")) {
+          if (!o.at("params").is_array()) {
+            return reply(json_error(400, "invalid_argument", "params must be an array"));
+          }
+          const json::array& a = o.at("params").as_array();
+          if (a.size() > opt_.params_max) {
+            return reply(json_error(413, "invalid_argument", "too many params"));
+          }
+          for (size_t i = 0; i < a.size(); ++i) {
+            auto v = from_json(a[i], i);
+            if (!v.ok()) return reply(Response::from_status(v.status()));
+            params.push_back(std::move(*v));
+          }
+        }
+        // A branch's first exec may wait for a database session or
+        // SQLite's write lock: it goes to the start lane's workers,
+        // so the HTTP threads stay free for branches that already
+        // hold one (their steps run right here, see Threading).
+        if (*seq == 1 && find(*txid) == nullptr) {
+          return queue(
+              reply,
+              [this, t = *txid, q = std::string(*sql), p = std::move(params), reply]() mutable {
+                do_exec(t, 1, std::move(q), std::move(p), reply);
+              },
+              Lane::start);
+        }
+        do_exec(*txid, static_cast<uint64_t>(*seq), std::string(*sql), std::move(params), reply);
+      });
   router.add(rest::Method::post, "/v1/branches/{txid}/prepare",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
@@ -695,31 +699,25 @@ void Agent::register_routes(void* router_ptr) {
                    std::sscanf(std::string(*digest).c_str(), "%16" SCNx64, &d) != 1) {
                  return reply(json_error(400, "invalid_argument", "digest must be 16 hex digits"));
                }
-               queue(reply, [this, t = *txid, c = static_cast<uint64_t>(*count), d, reply] {
-                 do_prepare(t, c, d, reply);
-               });
+               do_prepare(*txid, static_cast<uint64_t>(*count), d, reply);
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/precommit",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
                if (!txid) return;
-               queue(reply, [this, t = *txid, reply] { do_precommit(t, reply); });
+               do_precommit(*txid, reply);
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/commit",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
                if (!txid) return;
-               queue(reply, [this, t = *txid, reply] {
-                 do_decide(t, Outcome::committed, &reply, "the coordinator says commit");
-               });
+               do_decide(*txid, Outcome::committed, &reply, "the coordinator says commit");
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/abort",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
                if (!txid) return;
-               queue(reply, [this, t = *txid, reply] {
-                 do_decide(t, Outcome::aborted, &reply, "the coordinator says abort");
-               });
+               do_decide(*txid, Outcome::aborted, &reply, "the coordinator says abort");
              });
   router.add(rest::Method::get, "/v1/branches/{txid}", [this, txid_of](Request req, Replier reply) {
     auto txid = txid_of(req, reply);

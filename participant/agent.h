@@ -26,9 +26,15 @@
 //   (410: forgotten — an alarm; 307: ask the leader named in Location)
 // on a timer with capped exponential backoff, and never decides alone.
 //
-// Threading: handlers parse and validate on the HTTP threads, then queue the
-// work on a bounded pool of workers (a full queue answers 503); one branch's
-// work runs one step at a time. A ticker thread drives the timers.
+// Threading: handlers parse and validate on the HTTP threads. A branch's
+// first exec, which may wait for a database session (PostgreSQL's pool,
+// SQLite's single write lock), is queued to the start lane's workers (a
+// full queue answers 503). Every other step of a branch (later execs,
+// prepare, precommit, commit, abort) runs on the HTTP thread that read it:
+// it waits for no other branch, only for its own database round trips,
+// and saves two thread hand-offs per request. Timer actions, inquiry
+// answers and readiness checks run on the work lane. One branch's steps
+// run one at a time. A ticker thread drives the timers.
 #pragma once
 
 #include <atomic>
@@ -59,7 +65,9 @@ struct AgentOptions {
   std::string name;     // this participant's name (in gids and logs)
   std::string cluster;  // the coordinator cluster's id
   std::string listen = "127.0.0.1:0";
-  size_t http_threads = 2;
+  // HTTP threads; they also run branches' steps after the first exec, so
+  // they bound how many of those run at once.
+  size_t http_threads = 16;
   size_t workers = 8;       // threads doing database work
   size_t queue_max = 1024;  // queued requests beyond: 503
   size_t body_bytes_max = 1u << 20;
@@ -101,8 +109,9 @@ class Agent {
   Agent(AgentOptions o, std::unique_ptr<Resource> r);
   // Two lanes, each with its own workers: branches' first execs (which may
   // wait for a database session, or for SQLite's single write lock), and
-  // everything else. A branch holding a session must always be able to
-  // prepare and be decided, or waiting first execs would starve it.
+  // timer work. A branch holding a session must always be able to prepare
+  // and be decided, or waiting first execs would starve it: its steps run
+  // on the HTTP threads, never behind a first exec.
   enum class Lane { start, work };
   bool submit(std::function<void()> job, Lane lane = Lane::work);
   void worker_loop(Lane lane);

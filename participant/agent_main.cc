@@ -77,9 +77,12 @@ int main(int argc, char** argv) {
   app.add_option("--isolation", isolation, "PostgreSQL branches' isolation level")
       ->check(CLI::IsMember({"read-committed", "repeatable-read", "serializable"}))
       ->default_val(isolation);
-  app.add_option("--workers", opt.workers, "threads doing database work, per lane")
+  app.add_option("--workers", opt.workers,
+                 "threads per lane for branches' first execs (which may wait for a session) "
+                 "and for timer work")
       ->default_val(opt.workers);
-  app.add_option("--http-threads", opt.http_threads, "HTTP I/O threads")
+  app.add_option("--http-threads", opt.http_threads,
+                 "HTTP threads; a branch's later execs, prepare and decision run on them")
       ->default_val(opt.http_threads);
   app.add_option("--active-timeout-ms", active_ms, "an ACTIVE branch idle this long aborts")
       ->default_val(active_ms);

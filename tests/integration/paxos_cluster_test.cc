@@ -71,6 +71,17 @@ class KvCluster {
                                 dir_.sub("log" + std::to_string(id)));
   }
   Process& proc(int id) { return procs_[id]; }
+  std::string last_error;  // of the last put that failed
+  // Every replica's log, for a failure message.
+  std::string logs() const {
+    std::string out;
+    for (int id = 1; id <= n_; ++id) {
+      std::string l = procs_[id].log();
+      if (l.size() > 6000) l = "...\n" + l.substr(l.size() - 6000);
+      out += "--- replica " + std::to_string(id) + " ---\n" + l;
+    }
+    return out;
+  }
 
   std::optional<boost::json::object> status(int id) {
     auto r = client_.get(http(id), "/status", 1000);
@@ -102,14 +113,21 @@ class KvCluster {
     req.target = "/kv/" + key;
     req.body = value;
     auto r = client_.request_sync(http(via), req);
-    if (!r.ok()) return 0;
+    if (!r.ok()) {
+      last_error = "replica " + std::to_string(via) + ": " + r.status().describe();
+      return 0;
+    }
     if (r->status == 307) {
       auto j = r->json_body();
       if (!j.ok()) return 0;
       const int to = static_cast<int>(j->as_object().at("leader").as_int64());
       r = client_.request_sync(http(to), req);
-      if (!r.ok()) return 0;
+      if (!r.ok()) {
+        last_error = "redirected to replica " + std::to_string(to) + ": " + r.status().describe();
+        return 0;
+      }
     }
+    if (r->status != 200) last_error = r->body;
     return r->status;
   }
 
@@ -149,7 +167,9 @@ TEST(PaxosCluster, sigkill_of_the_leader_loses_nothing_and_a_new_leader_takes_ov
     if (status != 200) std::this_thread::sleep_for(20ms);
   }
   const auto took = std::chrono::steady_clock::now() - killed_at;
-  ASSERT_EQ(status, 200) << "no write succeeded within 10 s of the leader's death";
+  ASSERT_EQ(status, 200) << "no write succeeded within 10 s of the leader's death (last: "
+                         << c.last_error << ")\n"
+                         << c.logs();
   // Election timeout is 300-600 ms (30 ticks of 10 ms): a few of them at most.
   EXPECT_LT(took, 3s) << "failover took "
                       << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
