@@ -149,12 +149,14 @@ namespace {
 
 class PgBranch final : public Branch {
  public:
+  // The transaction begins with the first statement, in the same round
+  // trip (PgSession::begin_and_exec): begin_sql is sent then.
   PgBranch(std::shared_ptr<PgShared> shared, std::string txid, std::unique_ptr<PgSession> session,
-           int backend_pid)
+           std::string begin_sql)
       : shared_(std::move(shared)),
         txid_(std::move(txid)),
         session_(std::move(session)),
-        backend_pid_(backend_pid) {}
+        begin_sql_(std::move(begin_sql)) {}
 
   ~PgBranch() override {
     if (session_) {
@@ -187,15 +189,23 @@ class PgBranch final : public Branch {
     if (!bound.ok()) {
       return doom(DbError{std::string(kRefusedByDtx), bound.status().message()}, bound.status(), e);
     }
-    auto r = session_->exec(sql, *bound, &e);
-    if (!r.ok()) {
+    auto failed = [&](const Status& st) {
       if (e.sqlstate == kSessionLost) {
         txn_warn(txid_, "postgresql branch session lost: {}", e.message);
       } else {
         txn_info(txid_, "postgresql statement failed, branch doomed: {} {}", e.sqlstate, e.message);
       }
-      return doom(e, r.status(), e);
+      return doom(e, st, e);
+    };
+    if (!begun_) {
+      begun_ = true;  // whatever happens now, BEGIN was sent
+      auto rows = session_->begin_and_exec(begin_sql_, sql, *bound, &backend_pid_, &e);
+      if (!rows.ok()) return failed(rows.status());
+      txn_debug(txid_, "postgresql branch begun on backend {}", backend_pid_);
+      return rows;
     }
+    auto r = session_->exec(sql, *bound, &e);
+    if (!r.ok()) return failed(r.status());
     return to_rows(*r);
   }
 
@@ -226,7 +236,9 @@ class PgBranch final : public Branch {
   std::shared_ptr<PgShared> shared_;
   const std::string txid_;
   std::unique_ptr<PgSession> session_;
-  const int backend_pid_;
+  const std::string begin_sql_;
+  bool begun_ = false;
+  int backend_pid_ = 0;  // as the server reported it with BEGIN (A1)
   bool doomed_ = false;
   DbError doom_error_;
   Status doom_status_;
@@ -483,10 +495,9 @@ Result<std::unique_ptr<Branch>> PgResource::begin(const std::string& txid) {
     }
     shared_->active.insert(txid);
   }
-  const std::string script = fmt::format("BEGIN ISOLATION LEVEL {}; SELECT pg_backend_pid()",
-                                         isolation_sql(options_.isolation));
-  // A pooled session may have died while idle (a server restart): drop it
-  // and try another; nothing of the branch ran on it.
+  // BEGIN goes out with the branch's first statement (one round trip).
+  // A pooled session that died while idle (a server restart: the server's
+  // FATAL notice is read here without a round trip) is dropped for another.
   Status last;
   for (size_t attempt = 0; attempt <= shared_->pool.size(); ++attempt) {
     auto s = shared_->pool.acquire(options_.begin_wait);
@@ -494,18 +505,13 @@ Result<std::unique_ptr<Branch>> PgResource::begin(const std::string& txid) {
       last = s.status();
       break;
     }
-    auto r = (*s)->exec_script(script);
-    if (r.ok()) {
-      const int pid = (*r)[0][0].as<int>();
-      txn_debug(txid, "postgresql branch begun on backend {} ({})", pid,
-                isolation_sql(options_.isolation));
-      return std::unique_ptr<Branch>(std::make_unique<PgBranch>(shared_, txid, std::move(*s), pid));
+    if (!(*s)->broken_now()) {
+      return std::unique_ptr<Branch>(std::make_unique<PgBranch>(
+          shared_, txid, std::move(*s),
+          fmt::format("BEGIN ISOLATION LEVEL {}", isolation_sql(options_.isolation))));
     }
-    last = r.status();
-    const bool broken = (*s)->broken();
-    if (!broken) (*s)->rollback_quietly();
+    last = error(Code::unavailable, "the pooled PostgreSQL session broke while idle");
     shared_->pool.release(std::move(*s));
-    if (!broken) break;
   }
   {
     std::lock_guard lock(shared_->mu);

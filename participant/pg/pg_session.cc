@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <cstring>
 
 namespace dtx::participant::pg {
@@ -194,6 +195,64 @@ Result<pqxx::result> PgSession::exec(std::string_view sql, const std::vector<Tex
   });
 }
 
+Result<Rows> PgSession::begin_and_exec(std::string_view begin_sql, std::string_view sql,
+                                       const std::vector<TextParam>& params, int* backend_pid,
+                                       DbError* err) {
+  if (broken_now()) return lost("the session broke earlier", err);
+  pg_conn* c = record_.conn;
+  using ResultPtr = std::unique_ptr<PGresult, decltype(&PQclear)>;
+  auto conn_error = [&] { return trimmed(PQerrorMessage(c)); };
+  if (PQenterPipelineMode(c) != 1) return lost("cannot enter pipeline mode: " + conn_error(), err);
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const TextParam& p : params)
+    values.push_back(p ? p->c_str() : nullptr);
+  const std::string begin_text(begin_sql), sql_text(sql);
+  const bool sent =
+      PQsendQueryParams(c, begin_text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+      PQsendQueryParams(c, "SELECT pg_backend_pid()", 0, nullptr, nullptr, nullptr, nullptr, 0) ==
+          1 &&
+      PQsendQueryParams(c, sql_text.c_str(), static_cast<int>(values.size()), nullptr,
+                        values.data(), nullptr, nullptr, 0) == 1 &&
+      PQpipelineSync(c) == 1;
+  if (!sent) return lost("sending the branch's first statement: " + conn_error(), err);
+
+  // One result per step (each followed by a null), then the sync point.
+  ResultPtr step[3] = {{nullptr, &PQclear}, {nullptr, &PQclear}, {nullptr, &PQclear}};
+  for (auto& res : step) {
+    res.reset(PQgetResult(c));
+    if (res == nullptr || PQstatus(c) != CONNECTION_OK) {
+      return lost("during the branch's first statement: " + conn_error(), err);
+    }
+    // A statement answers one result; drain to the null that ends it.
+    while (PGresult* extra = PQgetResult(c))
+      PQclear(extra);
+  }
+  ResultPtr sync(PQgetResult(c), &PQclear);
+  if (sync == nullptr || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC ||
+      PQexitPipelineMode(c) != 1 || PQstatus(c) != CONNECTION_OK) {
+    return lost("leaving pipeline mode: " + conn_error(), err);
+  }
+  if (broken()) return lost("the connection was re-opened during the statement", err);
+
+  // The first failed step says why; the steps after it were not run.
+  for (const auto& res : step) {
+    const ExecStatusType st = PQresultStatus(res.get());
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) continue;
+    const char* state = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
+    std::string message = trimmed(PQresultErrorMessage(res.get()));
+    if (message.empty()) message = PQresStatus(st);
+    if (err) *err = DbError{state ? state : "", message};
+    if (state == nullptr) {
+      lost_ = true;  // not a server error: do not trust the session
+      return error(Code::internal, fmt::format("libpq: {} (in: {:.80})", message, sql));
+    }
+    return error(Code::invalid_argument, fmt::format("{}: {}", state, message));
+  }
+  if (backend_pid) *backend_pid = std::atoi(PQgetvalue(step[1].get(), 0, 0));
+  return to_rows(step[2].get());
+}
+
 Result<pqxx::result> PgSession::exec_script(std::string_view sql, DbError* err) {
   return run(sql, err, [&](pqxx::nontransaction& tx) { return tx.exec(std::string(sql)); });
 }
@@ -285,6 +344,33 @@ Rows to_rows(const pqxx::result& r) {
     rows.rows.push_back(std::move(values));
   }
   rows.rows_affected = static_cast<int64_t>(r.affected_rows());
+  return rows;
+}
+
+Rows to_rows(const pg_result* r) {
+  Rows rows;
+  const int ncols = PQnfields(r);
+  rows.columns.reserve(static_cast<size_t>(ncols));
+  std::vector<uint32_t> types(static_cast<size_t>(ncols));
+  for (int c = 0; c < ncols; ++c) {
+    rows.columns.emplace_back(PQfname(r, c));
+    types[static_cast<size_t>(c)] = PQftype(r, c);
+  }
+  const int nrows = PQntuples(r);
+  rows.rows.reserve(static_cast<size_t>(nrows));
+  for (int i = 0; i < nrows; ++i) {
+    std::vector<SqlValue> values;
+    values.reserve(static_cast<size_t>(ncols));
+    for (int c = 0; c < ncols; ++c) {
+      values.push_back(column_value(
+          types[static_cast<size_t>(c)],
+          std::string_view(PQgetvalue(r, i, c), static_cast<size_t>(PQgetlength(r, i, c))),
+          PQgetisnull(r, i, c) != 0));
+    }
+    rows.rows.push_back(std::move(values));
+  }
+  const char* affected = PQcmdTuples(const_cast<pg_result*>(r));
+  rows.rows_affected = (affected && *affected) ? std::atoll(affected) : 0;
   return rows;
 }
 

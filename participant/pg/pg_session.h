@@ -62,6 +62,14 @@ class PgSession {
   // not null) and returns the typed error described above.
   Result<pqxx::result> exec(std::string_view sql, const std::vector<TextParam>& params = {},
                             DbError* err = nullptr);
+  // A branch's start in one round trip: `begin_sql` (dtx's own BEGIN),
+  // SELECT pg_backend_pid() and the branch's first statement with bound
+  // parameters, sent as one libpq pipeline. A step after a failed one does
+  // not run (the pipeline is aborted), so the statement never runs outside
+  // the transaction. *backend_pid gets the server's answer (A1). Errors as
+  // exec(); a failed BEGIN is reported as the statement's error.
+  Result<Rows> begin_and_exec(std::string_view begin_sql, std::string_view sql,
+                              const std::vector<TextParam>& params, int* backend_pid, DbError* err);
   // dtx's own fixed text, which may hold several statements (simple query
   // protocol); the result of the last one. Never for client SQL.
   Result<pqxx::result> exec_script(std::string_view sql, DbError* err = nullptr);
@@ -118,5 +126,6 @@ class PgSession {
 // The rows of a result: column names, values typed by column type OID
 // (column_value()), and the number of rows the command affected.
 Rows to_rows(const pqxx::result& r);
+Rows to_rows(const pg_result* r);
 
 }  // namespace dtx::participant::pg
