@@ -141,8 +141,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
   a->server_ = std::move(*server);
 
   for (size_t i = 0; i < a->opt_.workers; ++i) {
-    a->workers_.emplace_back([p = a.get()] { p->worker_loop(Lane::start); });
-    a->workers_.emplace_back([p = a.get()] { p->worker_loop(Lane::work); });
+    for (Lane lane : {Lane::start, Lane::exec, Lane::work}) {
+      a->workers_.emplace_back([p = a.get(), lane] { p->worker_loop(lane); });
+    }
   }
   a->last_housekeeping_ms_ = steady_ms();  // open() just did it
   a->ticker_ = std::thread([p = a.get()] { p->ticker_loop(); });
@@ -209,7 +210,13 @@ void Agent::worker_loop(Lane lane) {
       job = std::move(q.front());
       q.pop_front();
     }
-    job();
+    try {
+      job();
+    } catch (const std::exception& e) {
+      spdlog::error("agent {}: a queued job failed: {}", opt_.name, e.what());
+    } catch (...) {
+      spdlog::error("agent {}: a queued job failed", opt_.name);
+    }
   }
 }
 
@@ -237,9 +244,9 @@ void Agent::ticker_loop() {
       if (action == BranchMachine::TickAction::inquire) {
         inquire(txid);
       } else if (!submit([this, txid = txid, action] { do_tick_action(txid, action); })) {
-        // Queue full: the machine will fire again.
+        // Queue full: clear the mark so the machine fires again.
         std::lock_guard relock(slot->mu);
-        slot->m.on_inquiry_answer(BranchMachine::Answer::unreachable, now);
+        slot->m.on_decision_failed();
       }
     }
     // Hourly clean-up in the database (old marker rows).
@@ -299,10 +306,20 @@ void Agent::do_exec(const std::string& txid, uint64_t seq, std::string sql,
           tombstone(txid) ? "the branch is finished" : "unknown branch: its first exec has seq 1",
           json::object{{"expected_seq", 1}}));
     }
-    std::lock_guard lock(mu_);
-    auto [it, fresh] = branches_.try_emplace(
-        txid, std::make_shared<Slot>(BranchMachine(txid, opt_.timers, now_ticks())));
-    slot = it->second;
+    bool finished = false;
+    {
+      std::lock_guard lock(mu_);
+      finished = tombstones_.count(txid) > 0;  // decided while this exec was queued
+      if (!finished) {
+        auto [it, fresh] = branches_.try_emplace(
+            txid, std::make_shared<Slot>(BranchMachine(txid, opt_.timers, now_ticks())));
+        slot = it->second;
+      }
+    }
+    if (finished) {
+      return reply(json_error(409, "not_active", "the branch is finished",
+                              json::object{{"expected_seq", 1}}));
+    }
   }
   std::lock_guard lock(slot->mu);
   const uint64_t now = now_ticks();
@@ -437,8 +454,8 @@ void Agent::do_precommit(const std::string& txid, const Replier& reply) {
   reply(Response::json(200, json::object{{"state", state_name(slot->m.state())}}));
 }
 
-void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* reply,
-                      const char* why) {
+void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* reply, const char* why,
+                      std::optional<BranchState> armed_in) {
   auto answer = [&](Outcome actual) {
     const bool heuristic = actual != asked;
     if (reply) {
@@ -456,6 +473,13 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
         return;
       }
       known = *o;
+      // Remembered, so a first exec of this txid still queued behind this
+      // answer is refused rather than opening a branch the coordinator
+      // already counts as aborted.
+      std::lock_guard l(mu_);
+      if (!branches_.count(txid) && tombstones_.emplace(txid, Tombstone{*o, steady_ms()}).second) {
+        tombstone_order_.push_back(txid);
+      }
     }
     if (*known != asked && asked == Outcome::committed) {
       counters_.heuristic++;
@@ -464,6 +488,14 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
     return answer(*known);
   }
   std::lock_guard lock(slot->mu);
+  if (armed_in) {
+    slot->m.on_decision_failed();  // the timer's mark; taken afresh below
+    if (slot->m.state() != *armed_in) {
+      logging::txn_info(txid, "timer decision dropped: the branch is now {}",
+                        state_name(slot->m.state()));
+      return;
+    }
+  }
   const auto verdict = asked == Outcome::committed ? slot->m.on_commit() : slot->m.on_abort();
   switch (verdict) {
     case BranchMachine::DecisionVerdict::answer: {
@@ -517,18 +549,17 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
 }
 
 void Agent::do_tick_action(const std::string& txid, BranchMachine::TickAction a) {
-  // The machine already marked the decision under way; undo that mark so the
-  // decision path takes it afresh.
-  if (auto slot = find(txid)) {
-    std::lock_guard lock(slot->mu);
-    slot->m.on_decision_failed();
-  }
+  // The machine marked the decision under way when it fired; do_decide
+  // clears that mark and decides under one hold of the branch's lock, and
+  // only if the branch is still in the state the timer was armed in (a
+  // prepare may have won the lock first: an idle abort must not follow a
+  // yes vote).
   switch (a) {
     case BranchMachine::TickAction::abort_idle:
-      return do_decide(txid, Outcome::aborted, nullptr, "idle too long");
+      return do_decide(txid, Outcome::aborted, nullptr, "idle too long", BranchState::active);
     case BranchMachine::TickAction::commit_alone:
       return do_decide(txid, Outcome::committed, nullptr,
-                       "pre-committed and no commit arrived in time");
+                       "pre-committed and no commit arrived in time", BranchState::precommitted);
     default:
       return;
   }
@@ -571,7 +602,13 @@ void Agent::inquire(const std::string& txid) {
       }
     }
     if (a == BranchMachine::Answer::unreachable) coordinator_index_ = i + 1;
-    submit([this, txid, a] { on_inquiry(txid, a); });
+    if (!submit([this, txid, a] { on_inquiry(txid, a); })) {
+      // Queue full: count it as unanswered, so the branch asks again later.
+      if (auto slot = find(txid)) {
+        std::lock_guard lock(slot->mu);
+        slot->m.on_inquiry_answer(BranchMachine::Answer::unreachable, now_ticks());
+      }
+    }
   });
 }
 
@@ -634,54 +671,59 @@ void Agent::register_routes(void* router_ptr) {
     return txid;
   };
 
-  router.add(
-      rest::Method::post, "/v1/branches/{txid}/exec",
-      [this, queue, txid_of](Request req, Replier reply) {
-        auto txid = txid_of(req, reply);
-        if (!txid) return;
-        auto body = rest::parse_json(req.body);
-        if (!body.ok()) return reply(Response::from_status(body.status()));
-        if (!body->is_object())
-          return reply(json_error(400, "invalid_argument", "body must be an object"));
-        const json::object& o = body->as_object();
-        auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
-        auto sql = rest::get_string(*body, "sql");
-        if (!seq.ok()) return reply(Response::from_status(seq.status()));
-        if (!sql.ok()) return reply(Response::from_status(sql.status()));
-        if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
-          return reply(
-              json_error(sql->empty() ? 400 : 413, "invalid_argument",
-                         "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
-        }
-        std::vector<SqlValue> params;
-        if (o.contains("params")) {
-          if (!o.at("params").is_array()) {
-            return reply(json_error(400, "invalid_argument", "params must be an array"));
-          }
-          const json::array& a = o.at("params").as_array();
-          if (a.size() > opt_.params_max) {
-            return reply(json_error(413, "invalid_argument", "too many params"));
-          }
-          for (size_t i = 0; i < a.size(); ++i) {
-            auto v = from_json(a[i], i);
-            if (!v.ok()) return reply(Response::from_status(v.status()));
-            params.push_back(std::move(*v));
-          }
-        }
-        // A branch's first exec may wait for a database session or
-        // SQLite's write lock: it goes to the start lane's workers,
-        // so the HTTP threads stay free for branches that already
-        // hold one (their steps run right here, see Threading).
-        if (*seq == 1 && find(*txid) == nullptr) {
-          return queue(
-              reply,
-              [this, t = *txid, q = std::string(*sql), p = std::move(params), reply]() mutable {
-                do_exec(t, 1, std::move(q), std::move(p), reply);
-              },
-              Lane::start);
-        }
-        do_exec(*txid, static_cast<uint64_t>(*seq), std::string(*sql), std::move(params), reply);
-      });
+  router.add(rest::Method::post, "/v1/branches/{txid}/exec",
+             [this, queue, txid_of](Request req, Replier reply) {
+               auto txid = txid_of(req, reply);
+               if (!txid) return;
+               auto body = rest::parse_json(req.body);
+               if (!body.ok()) return reply(Response::from_status(body.status()));
+               if (!body->is_object())
+                 return reply(json_error(400, "invalid_argument", "body must be an object"));
+               const json::object& o = body->as_object();
+               auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
+               auto sql = rest::get_string(*body, "sql");
+               if (!seq.ok()) return reply(Response::from_status(seq.status()));
+               if (!sql.ok()) return reply(Response::from_status(sql.status()));
+               if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
+                 return reply(json_error(
+                     sql->empty() ? 400 : 413, "invalid_argument",
+                     "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
+               }
+               std::vector<SqlValue> params;
+               if (o.contains("params")) {
+                 if (!o.at("params").is_array()) {
+                   return reply(json_error(400, "invalid_argument", "params must be an array"));
+                 }
+                 const json::array& a = o.at("params").as_array();
+                 if (a.size() > opt_.params_max) {
+                   return reply(json_error(413, "invalid_argument", "too many params"));
+                 }
+                 for (size_t i = 0; i < a.size(); ++i) {
+                   auto v = from_json(a[i], i);
+                   if (!v.ok()) return reply(Response::from_status(v.status()));
+                   params.push_back(std::move(*v));
+                 }
+               }
+               // A branch's first exec may wait for a database session or
+               // SQLite's write lock: the start lane, so branches that
+               // already hold one are never stuck behind it (see Threading).
+               if (*seq == 1 && find(*txid) == nullptr) {
+                 return queue(
+                     reply,
+                     [this, t = *txid, q = std::string(*sql), p = std::move(params),
+                      reply]() mutable { do_exec(t, 1, std::move(q), std::move(p), reply); },
+                     Lane::start);
+               }
+               // Later execs may wait for another branch's row lock: their own
+               // lane, so prepare and decisions on the HTTP threads never wait
+               // behind them.
+               queue(
+                   reply,
+                   [this, t = *txid, n = static_cast<uint64_t>(*seq), q = std::string(*sql),
+                    p = std::move(params),
+                    reply]() mutable { do_exec(t, n, std::move(q), std::move(p), reply); },
+                   Lane::exec);
+             });
   router.add(rest::Method::post, "/v1/branches/{txid}/prepare",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);

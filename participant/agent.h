@@ -26,15 +26,16 @@
 //   (410: forgotten — an alarm; 307: ask the leader named in Location)
 // on a timer with capped exponential backoff, and never decides alone.
 //
-// Threading: handlers parse and validate on the HTTP threads. A branch's
-// first exec, which may wait for a database session (PostgreSQL's pool,
-// SQLite's single write lock), is queued to the start lane's workers (a
-// full queue answers 503). Every other step of a branch (later execs,
-// prepare, precommit, commit, abort) runs on the HTTP thread that read it:
-// it waits for no other branch, only for its own database round trips,
-// and saves two thread hand-offs per request. Timer actions, inquiry
-// answers and readiness checks run on the work lane. One branch's steps
-// run one at a time. A ticker thread drives the timers.
+// Threading: handlers parse and validate on the HTTP threads. Execs are
+// queued to workers (a full queue answers 503): a branch's first exec,
+// which may wait for a database session (PostgreSQL's pool, SQLite's
+// single write lock), to the start lane; later execs, which may wait for
+// another branch's row lock, to the exec lane. Prepare, precommit, commit
+// and abort run on the HTTP thread that read them: they wait for no other
+// branch, only for their own database round trips, and save two thread
+// hand-offs each. Timer actions, inquiry answers and readiness checks run
+// on the work lane. One branch's steps run one at a time. A ticker thread
+// drives the timers.
 #pragma once
 
 #include <atomic>
@@ -44,6 +45,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -65,10 +67,10 @@ struct AgentOptions {
   std::string name;     // this participant's name (in gids and logs)
   std::string cluster;  // the coordinator cluster's id
   std::string listen = "127.0.0.1:0";
-  // HTTP threads; they also run branches' steps after the first exec, so
-  // they bound how many of those run at once.
+  // HTTP threads; they also run prepares and decisions, so they bound how
+  // many of those run at once.
   size_t http_threads = 16;
-  size_t workers = 8;       // threads doing database work
+  size_t workers = 8;       // threads per lane (first execs, later execs, timer work)
   size_t queue_max = 1024;  // queued requests beyond: 503
   size_t body_bytes_max = 1u << 20;
   size_t sql_bytes_max = 256u << 10;
@@ -107,12 +109,14 @@ class Agent {
   using Reply = std::function<void(int status, std::string body)>;
 
   Agent(AgentOptions o, std::unique_ptr<Resource> r);
-  // Two lanes, each with its own workers: branches' first execs (which may
-  // wait for a database session, or for SQLite's single write lock), and
-  // timer work. A branch holding a session must always be able to prepare
-  // and be decided, or waiting first execs would starve it: its steps run
-  // on the HTTP threads, never behind a first exec.
-  enum class Lane { start, work };
+  // Three lanes, each with its own workers: branches' first execs (which
+  // may wait for a database session, or for SQLite's single write lock),
+  // later execs (which may wait for another branch's row lock), and timer
+  // work. A branch holding a session must always be able to prepare and be
+  // decided, or waiting execs would starve it: prepare and decisions run
+  // on the HTTP threads, never behind an exec.
+  enum class Lane { start, exec, work };
+  static constexpr int kLanes = 3;
   bool submit(std::function<void()> job, Lane lane = Lane::work);
   void worker_loop(Lane lane);
   void ticker_loop();
@@ -124,8 +128,10 @@ class Agent {
   void do_prepare(const std::string& txid, uint64_t exec_count, uint64_t digest,
                   const rest::Replier& reply);
   void do_precommit(const std::string& txid, const rest::Replier& reply);
+  // `armed_in`: a timer's decision, armed while the branch was in that
+  // state; it is dropped if the branch moved on meanwhile.
   void do_decide(const std::string& txid, Outcome asked, const rest::Replier* reply,
-                 const char* why);
+                 const char* why, std::optional<BranchState> armed_in = std::nullopt);
   void do_tick_action(const std::string& txid, BranchMachine::TickAction a);
   void inquire(const std::string& txid);
   void on_inquiry(const std::string& txid, BranchMachine::Answer a);
@@ -148,9 +154,9 @@ class Agent {
   std::deque<std::string> tombstone_order_;
 
   std::mutex q_mu_;
-  std::condition_variable q_cv_[2];  // one per lane: a job wakes one worker of its lane
-  std::condition_variable tick_cv_;  // the ticker's sleep (woken only to stop)
-  std::deque<std::function<void()>> queue_[2];
+  std::condition_variable q_cv_[kLanes];  // one per lane: a job wakes one worker of its lane
+  std::condition_variable tick_cv_;       // the ticker's sleep (woken only to stop)
+  std::deque<std::function<void()>> queue_[kLanes];
   bool stopping_ = false;
   std::vector<std::thread> workers_;
   std::thread ticker_;

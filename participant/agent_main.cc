@@ -78,11 +78,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"read-committed", "repeatable-read", "serializable"}))
       ->default_val(isolation);
   app.add_option("--workers", opt.workers,
-                 "threads per lane for branches' first execs (which may wait for a session) "
-                 "and for timer work")
+                 "threads per lane (first execs, later execs, timer work)")
       ->default_val(opt.workers);
   app.add_option("--http-threads", opt.http_threads,
-                 "HTTP threads; a branch's later execs, prepare and decision run on them")
+                 "HTTP threads; prepare, precommit, commit and abort run on them")
       ->default_val(opt.http_threads);
   app.add_option("--active-timeout-ms", active_ms, "an ACTIVE branch idle this long aborts")
       ->default_val(active_ms);

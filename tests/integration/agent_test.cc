@@ -245,6 +245,51 @@ TEST_P(AgentFixture, branches_holding_a_session_go_on_while_first_execs_wait_for
   EXPECT_EQ(decide(waiter, "abort"), "aborted");
 }
 
+TEST_P(AgentFixture, an_abort_answered_before_a_queued_first_exec_runs_keeps_it_from_running) {
+  // One worker per lane, every session held (as above): the first exec of
+  // `running` waits for a session, and the one of `queued` waits behind it.
+  extra_args_ = {"--workers", "1"};
+  start_agent();
+  const int holders = db_ == Db::postgres ? 4 : 1;
+  std::vector<std::string> held;
+  for (int i = 0; i < holders; ++i) {
+    held.push_back(tx("hold" + std::to_string(i)));
+    ASSERT_EQ(exec(held.back(), "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}})->status,
+              200);
+  }
+  auto first_exec = [&](const std::string& txid, std::optional<Result<rest::Response>>* out) {
+    return std::thread([this, txid, out] {
+      rest::ClientOptions co;
+      co.bearer_token = kToken;
+      rest::Client c(co);
+      *out = c.post(addr(), "/v1/branches/" + txid + "/exec",
+                    json::serialize(json::object{
+                        {"seq", 1}, {"sql", "UPDATE " + table_ + " SET v = v - 1 WHERE id = 2"}}),
+                    10'000);
+    });
+  };
+  const std::string running = tx("running"), queued = tx("queued");
+  std::optional<Result<rest::Response>> running_answer, queued_answer;
+  std::thread t1 = first_exec(running, &running_answer);
+  ASSERT_TRUE(wait_state(running, "busy", 5s));
+  std::thread t2 = first_exec(queued, &queued_answer);
+  std::this_thread::sleep_for(100ms);  // let it reach the queue
+  // The coordinator gives up on `queued` before its first exec ran.
+  EXPECT_EQ(decide(queued, "abort"), "aborted");
+  for (const std::string& h : held)
+    EXPECT_EQ(decide(h, "abort"), "aborted") << h;
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(running_answer.has_value() && running_answer->ok());
+  EXPECT_EQ((*running_answer)->status, 200) << (*running_answer)->body;
+  ASSERT_TRUE(queued_answer.has_value() && queued_answer->ok());
+  EXPECT_EQ((*queued_answer)->status, 409)
+      << (*queued_answer)->body << ": an aborted txid must not open a branch afterwards";
+  EXPECT_EQ((*queued_answer)->error_code(), "not_active");
+  EXPECT_EQ(decide(running, "abort"), "aborted");
+  EXPECT_EQ(balance(2), 100);
+}
+
 INSTANTIATE_TEST_SUITE_P(Db, AgentFixture, ::testing::Values(Db::postgres, Db::sqlite),
                          [](const ::testing::TestParamInfo<Db>& i) {
                            return i.param == Db::postgres ? "postgres" : "sqlite";

@@ -423,6 +423,27 @@ TEST_F(PgResourceTest, killed_backend_between_exec_and_prepare_votes_no) {
   EXPECT_EQ(rows(), 4);
 }
 
+// BEGIN goes out with a branch's first statement, so begin() sends nothing:
+// a pooled session whose backend was terminated while idle must be found
+// (by the server's FATAL notice, read without a round trip) and replaced,
+// not handed to a branch that would then fail its first statement.
+TEST_F(PgResourceTest, idle_sessions_whose_backends_died_are_replaced_at_begin) {
+  auto r = open(options(2));
+  std::vector<int> pids;
+  for (int i = 0; i < 2; ++i) {
+    auto b = begin(*r, fmt::format("warm{}", i));
+    pids.push_back(branch_pid(*b));
+    b->rollback();
+  }
+  for (int pid : pids)
+    kill_backend(pid);
+  for (int i = 0; i < 2; ++i)
+    prepare_row(*r, fmt::format("after{}", i), 20 + i);
+  for (int i = 0; i < 2; ++i)
+    EXPECT_EQ(said(r->commit(fmt::format("after{}", i))), "committed");
+  EXPECT_EQ(rows(), 2) << "both branches ran on fresh sessions";
+}
+
 // A1, reproduced: libpqxx 6.4 left to itself re-opens a broken connection
 // and runs the next statement in autocommit on a new backend. A PgSession
 // never does.
