@@ -136,6 +136,10 @@ struct PgShared {
   std::mutex mu;
   std::set<std::string> active;    // txids with a branch between begin and its end
   std::set<std::string> prepared;  // txids prepared here and not yet decided
+  // txids whose connection broke around PREPARE TRANSACTION and whose
+  // clean-up failed too: they voted no, and may be prepared all the same.
+  std::set<std::string> orphans;
+  std::chrono::steady_clock::time_point orphans_tried{};
 
   // The branch of txid ended without being prepared: its session goes back.
   void end_branch(const std::string& txid, std::unique_ptr<PgSession> session) {
@@ -480,9 +484,28 @@ Status PgResource::with_decision_session(const std::function<Status(PgSession&)>
   return error(Code::unavailable, "PostgreSQL decision sessions keep breaking");
 }
 
+void PgResource::retry_orphans() {
+  std::vector<std::string> todo;
+  {
+    std::lock_guard lock(shared_->mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (shared_->orphans.empty() || now - shared_->orphans_tried < std::chrono::seconds(1)) return;
+    shared_->orphans_tried = now;
+    todo.assign(shared_->orphans.begin(), shared_->orphans.end());
+  }
+  for (const std::string& txid : todo) {
+    Result<Outcome> r = abort(txid);
+    if (!r.ok()) continue;
+    txn_info(txid, "postgresql: the branch that voted no is rolled back, if it was prepared");
+    std::lock_guard lock(shared_->mu);
+    shared_->orphans.erase(txid);
+  }
+}
+
 Result<std::unique_ptr<Branch>> PgResource::begin(const std::string& txid) {
   DTX_RETURN_IF_ERROR(pg::check_name("txid", txid));
   DTX_RETURN_IF_ERROR(check_open());
+  retry_orphans();
   if (!lock_held_) {
     return error(Code::busy,
                  "this agent does not hold its database lock now (control session lost, or the "
@@ -587,12 +610,15 @@ Status PgResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
   if (lost_in_prepare) {
     // The connection broke around PREPARE TRANSACTION, so the transaction
     // may be prepared after all. The vote is no: roll it back if it is
-    // there. If that fails too, the coordinator's abort (or reconciliation
-    // after a restart) finds it.
+    // there. If that fails too (the server is likely restarting), it is
+    // retried (retry_orphans) until it succeeds: nobody else will, as the
+    // agent answers this branch as aborted from now on.
     Result<Outcome> cleaned = abort(txid);
     if (!cleaned.ok()) {
-      txn_warn(txid, "postgresql: could not check for a half-prepared branch: {}",
+      txn_warn(txid, "postgresql: could not check for a half-prepared branch, will retry: {}",
                cleaned.status().describe());
+      std::lock_guard lock(shared_->mu);
+      shared_->orphans.insert(txid);
     }
   }
   return vote;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <bit>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 
@@ -152,6 +153,27 @@ std::optional<std::string> statement_refusal(std::string_view sql) {
   if (contains({"RESET", "DISCARD", "COPY", "LISTEN", "UNLISTEN", "LOAD"}, first)) {
     return fmt::format(
         "{} changes the pooled session or its protocol state; not allowed in a branch", first);
+  }
+  // The marker rows are the proof of a commit (A3): a branch that wrote
+  // them could forge or erase it. Any mention of the table as a word is
+  // refused (a guard, not a parser: see docs/agent.md).
+  static constexpr std::string_view kMarkers = "dtx_markers";
+  auto word_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$';
+  };
+  for (size_t i = 0; i + kMarkers.size() <= sql.size(); ++i) {
+    bool match = true;
+    for (size_t k = 0; k < kMarkers.size() && match; ++k) {
+      match = std::tolower(static_cast<unsigned char>(sql[i + k])) == kMarkers[k];
+    }
+    if (!match) continue;
+    const bool starts = i == 0 || !word_char(sql[i - 1]);
+    const bool ends = i + kMarkers.size() == sql.size() || !word_char(sql[i + kMarkers.size()]);
+    if (starts && ends) {
+      return std::string(
+          "dtx_markers is dtx's own table (its rows prove commits); branches may "
+          "not use it");
+    }
   }
   return std::nullopt;
 }

@@ -546,14 +546,18 @@ TEST(PgStatementGuard, refuses_transaction_control_and_session_changes) {
                           "LOAD 'x'",
                           "",
                           "  -- only a comment",
-                          "/* unterminated"}) {
+                          "/* unterminated",
+                          "DELETE FROM dtx_markers",
+                          "INSERT INTO public.DTX_MARKERS VALUES ('c', 'a', 't')",
+                          "WITH d AS (DELETE FROM \"dtx_markers\" RETURNING 1) SELECT 1"}) {
     EXPECT_TRUE(pg::statement_refusal(sql).has_value()) << "let through: " << sql;
   }
   for (const char* sql :
        {"SELECT 1", "select * from t for share", "SET LOCAL lock_timeout = '1s'",
         "set constraints all immediate", "(SELECT 1) UNION (SELECT 2)",
         "WITH x AS (SELECT 1) SELECT * FROM x", "INSERT INTO t VALUES (1)", "UPDATE t SET v = 1",
-        "DELETE FROM t", "/* c */ SELECT 'COMMIT'", "COMMITTED", "LOCK TABLE t"}) {
+        "DELETE FROM t", "/* c */ SELECT 'COMMIT'", "COMMITTED", "LOCK TABLE t",
+        "SELECT * FROM my_dtx_markers", "SELECT * FROM dtx_markers_archive"}) {
     EXPECT_FALSE(pg::statement_refusal(sql).has_value()) << "refused: " << sql;
   }
   EXPECT_EQ(pg::leading_words("/* a */ -- b\n set Local x", 3),
