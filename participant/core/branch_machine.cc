@@ -241,6 +241,9 @@ BranchMachine::DecisionVerdict BranchMachine::on_inquiry_answer(Answer a, uint64
   if (state_ != BranchState::prepared && state_ != BranchState::precommitted) {
     return DecisionVerdict::answer;
   }
+  // Asked again after a backoff unless the decision now taken succeeds (a
+  // database that is down is not asked every tick).
+  schedule_inquiry(now, true);
   switch (a) {
     case Answer::committed:
       return on_commit();
@@ -249,7 +252,6 @@ BranchMachine::DecisionVerdict BranchMachine::on_inquiry_answer(Answer a, uint64
     case Answer::pending:
     case Answer::forgotten:  // an alarm for the agent; keep holding and asking
     case Answer::unreachable:
-      schedule_inquiry(now, true);
       return DecisionVerdict::answer;
   }
   return DecisionVerdict::answer;

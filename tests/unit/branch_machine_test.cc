@@ -132,6 +132,21 @@ TEST(BranchMachine, a_prepared_branch_asks_with_capped_backoff_and_never_decides
   EXPECT_EQ(m.on_inquiry_answer(V::Answer::committed, 1000), V::DecisionVerdict::run_commit);
 }
 
+TEST(BranchMachine, a_decision_that_failed_is_asked_for_again_after_a_backoff) {
+  BranchMachine m = BranchMachine::recovered("t9", timers(), 100);
+  ASSERT_EQ(m.on_tick(100), V::TickAction::inquire);
+  ASSERT_EQ(m.on_inquiry_answer(V::Answer::committed, 100), V::DecisionVerdict::run_commit);
+  m.on_decision_failed();  // the database did not answer
+  EXPECT_EQ(m.state(), BranchState::prepared);
+  EXPECT_EQ(m.on_tick(101), V::TickAction::none) << "not every tick";
+  uint64_t t = 101;
+  while (m.on_tick(t) != V::TickAction::inquire && t < 200)
+    ++t;
+  EXPECT_GE(t, 102u);
+  EXPECT_LE(t, 116u) << "asked again within the capped backoff";
+  EXPECT_EQ(m.on_inquiry_answer(V::Answer::committed, t), V::DecisionVerdict::run_commit);
+}
+
 TEST(BranchMachine, an_idle_active_branch_aborts_itself) {
   BranchMachine m("t1", timers(), 0);
   run_execs(m, 1, 0);
