@@ -246,7 +246,7 @@ void Agent::ticker_loop() {
       } else if (!submit([this, txid = txid, action] { do_tick_action(txid, action); })) {
         // Queue full: clear the mark so the machine fires again.
         std::lock_guard relock(slot->mu);
-        slot->m.on_decision_failed();
+        slot->m.clear_decision_mark();
       }
     }
     // Hourly clean-up in the database (old marker rows).
@@ -489,7 +489,7 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
   }
   std::lock_guard lock(slot->mu);
   if (armed_in) {
-    slot->m.on_decision_failed();  // the timer's mark; taken afresh below
+    slot->m.clear_decision_mark();  // the timer's mark; taken afresh below
     if (slot->m.state() != *armed_in) {
       logging::txn_info(txid, "timer decision dropped: the branch is now {}",
                         state_name(slot->m.state()));
@@ -621,7 +621,7 @@ void Agent::on_inquiry(const std::string& txid, BranchMachine::Answer a) {
     v = slot->m.on_inquiry_answer(a, now_ticks());
     if (v == BranchMachine::DecisionVerdict::run_commit ||
         v == BranchMachine::DecisionVerdict::run_abort) {
-      slot->m.on_decision_failed();  // do_decide takes the decision afresh
+      slot->m.clear_decision_mark();  // do_decide takes the decision afresh
     }
   }
   if (v == BranchMachine::DecisionVerdict::run_commit) {

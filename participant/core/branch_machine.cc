@@ -190,6 +190,7 @@ BranchMachine::DecisionVerdict BranchMachine::on_abort() {
 
 bool BranchMachine::on_decided(Outcome asked, Outcome actual, uint64_t now) {
   deciding_ = false;
+  decision_failed_ = false;
   last_activity_ = now;
   state_ = actual == Outcome::committed ? BranchState::committed : BranchState::aborted;
   return asked != actual;
@@ -226,6 +227,13 @@ BranchMachine::TickAction BranchMachine::on_tick(uint64_t now) {
       }
       return TickAction::none;
     case BranchState::precommitted:
+      if (decision_failed_) {
+        // The commit it tried did not complete (the database did not
+        // answer): try again after another timeout, not every tick.
+        decision_failed_ = false;
+        precommitted_at_ = now;
+        return TickAction::none;
+      }
       if (now - precommitted_at_ >= timers_.precommit_timeout_ticks) {
         deciding_ = true;
         return TickAction::commit_alone;

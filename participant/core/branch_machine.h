@@ -102,7 +102,13 @@ class BranchMachine {
   bool on_decided(Outcome asked, Outcome actual, uint64_t now);
   // The database work for a decision could not be done (it did not answer):
   // the branch stays as it was and will be decided again.
-  void on_decision_failed() { deciding_ = false; }
+  void on_decision_failed() {
+    deciding_ = false;
+    decision_failed_ = true;  // cleared by on_decided()
+  }
+  // A decision marked under way (by on_tick or on_inquiry_answer) is not
+  // taken now, or will be taken afresh by on_commit()/on_abort().
+  void clear_decision_mark() { deciding_ = false; }
   std::optional<Outcome> outcome() const;
 
   // --- time and the coordinator
@@ -133,6 +139,7 @@ class BranchMachine {
   bool inquiry_running_ = false;
   uint64_t precommitted_at_ = 0;
   bool deciding_ = false;
+  bool decision_failed_ = false;  // the last decision under way did not complete
 };
 
 }  // namespace dtx::participant

@@ -147,6 +147,21 @@ TEST(BranchMachine, a_decision_that_failed_is_asked_for_again_after_a_backoff) {
   EXPECT_EQ(m.on_inquiry_answer(V::Answer::committed, t), V::DecisionVerdict::run_commit);
 }
 
+TEST(BranchMachine, a_precommitted_commit_that_failed_is_retried_after_another_timeout) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::run);
+  m.on_prepare_done(true, {}, 0);
+  ASSERT_EQ(m.on_precommit(0), V::PrecommitVerdict::ok);
+  ASSERT_EQ(m.on_tick(20), V::TickAction::commit_alone);
+  m.on_decision_failed();  // the database did not answer
+  for (uint64_t t = 21; t < 40; ++t)
+    EXPECT_EQ(m.on_tick(t), V::TickAction::none) << t;
+  EXPECT_EQ(m.on_tick(41), V::TickAction::commit_alone);
+  EXPECT_EQ(m.on_decided(Outcome::committed, Outcome::committed, 41), false);
+  EXPECT_EQ(m.state(), BranchState::committed);
+}
+
 TEST(BranchMachine, an_idle_active_branch_aborts_itself) {
   BranchMachine m("t1", timers(), 0);
   run_execs(m, 1, 0);
