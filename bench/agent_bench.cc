@@ -317,6 +317,21 @@ int main(int argc, char** argv) {
     }
     AgentProcess agent(abs + "/pg", {"--postgres", pg_url, "--pool", std::to_string(max_clients)},
                        max_clients);
+    {
+      // What one HTTP round trip costs here, for reading the rows below.
+      rest::ClientOptions co;
+      co.bearer_token = kToken;
+      rest::Client client(co);
+      constexpr int kTrips = 2000;
+      const auto t0 = Clk::now();
+      int ok = 0;
+      for (int i = 0; i < kTrips; ++i) {
+        auto r = client.get(agent.address(), "/healthz");
+        ok += r.ok() && r->status == 200;
+      }
+      fmt::print("{:<18} | one keep-alive HTTP round trip (GET /healthz, {} of {} ok): {:.0f} us\n",
+                 "", ok, kTrips, static_cast<double>(since_ns(t0)) / kTrips / 1e3);
+    }
     const std::string sql = "UPDATE bench_accounts SET v = v + $1 WHERE id = $2";
     std::atomic<uint64_t> gen{0};
     for (int c : clients) {
