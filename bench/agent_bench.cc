@@ -204,13 +204,13 @@ class AgentProcess {
     std::ofstream(token) << kToken << "\n";
     ::chmod(token.c_str(), 0600);
     port_ = testing::free_port();
-    std::vector<std::string> args = {"--name",         "bench",
-                                     "--cluster",      "bench",
-                                     "--listen",       "127.0.0.1:" + std::to_string(port_),
-                                     "--token-file",   token,
-                                     "--workers",      std::to_string(pool),
-                                     "--http-threads", std::to_string(pool),
-                                     "--log-level",    "warn"};
+    std::vector<std::string> args = {"--name",       "bench",
+                                     "--cluster",    "bench",
+                                     "--listen",     "127.0.0.1:" + std::to_string(port_),
+                                     "--token-file", token,
+                                     "--workers",    std::to_string(pool),
+
+                                     "--log-level",  "warn"};
     args.insert(args.end(), db_args.begin(), db_args.end());
     proc_ = testing::Process::spawn(testing::bin_dir() + "/dtx-agent", args, dir + "/agent.log");
     rest::ClientOptions co;

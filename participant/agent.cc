@@ -83,6 +83,17 @@ Response json_error(int status, std::string_view code, std::string_view message,
   return Response::json(status, json::object{{"error", e}});
 }
 
+// Runs a branch step with a replier that keeps its answer, and sends the
+// answer once the step returned: the branch's lock, taken inside the step,
+// is free before the client can send its next request (which would
+// otherwise find it held and be answered busy).
+template <class Step>
+void answer_after(const Replier& reply, Step&& step) {
+  std::optional<Response> out;
+  step(Replier::to([&out](Response r) { out = std::move(r); }));
+  if (out) reply(std::move(*out));
+}
+
 json::object reason_json(const DbError& e) {
   return json::object{{"sqlstate", e.sqlstate}, {"message", e.message}};
 }
@@ -141,7 +152,7 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
   a->server_ = std::move(*server);
 
   for (size_t i = 0; i < a->opt_.workers; ++i) {
-    for (Lane lane : {Lane::start, Lane::exec, Lane::work}) {
+    for (Lane lane : {Lane::start, Lane::exec, Lane::decide, Lane::work}) {
       a->workers_.emplace_back([p = a.get(), lane] { p->worker_loop(lane); });
     }
   }
@@ -250,6 +261,16 @@ void Agent::ticker_loop() {
       }
     }
     // Hourly clean-up in the database (old marker rows).
+    // Cheap upkeep about once a second (one job queued at a time).
+    if (steady_ms() - last_maintain_ms_ >= 1000 && !maintain_queued_.exchange(true)) {
+      last_maintain_ms_ = steady_ms();
+      if (!submit([this] {
+            maintain_queued_ = false;
+            resource_->maintain();
+          })) {
+        maintain_queued_ = false;
+      }
+    }
     if (steady_ms() - last_housekeeping_ms_ >= 3'600'000) {
       last_housekeeping_ms_ = steady_ms();
       submit([this] { resource_->housekeeping(); });
@@ -394,7 +415,13 @@ void Agent::do_prepare(const std::string& txid, uint64_t exec_count, uint64_t di
                  {"reason", reason_json(DbError{std::string(kRefusedByDtx),
                                                 t ? "the branch aborted" : "unknown branch"})}}));
   }
-  std::lock_guard lock(slot->mu);
+  // Never wait for the branch's lock (an exec may hold it for as long as a
+  // statement runs): a step already running answers busy, and the
+  // coordinator asks again.
+  std::unique_lock lock(slot->mu, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    return reply(json_error(409, "busy", "another step of this branch is running"));
+  }
   auto vote_no = [&](const DbError& e) {
     reply(Response::json(200, json::object{{"vote", "no"}, {"reason", reason_json(e)}}));
   };
@@ -445,7 +472,10 @@ void Agent::do_precommit(const std::string& txid, const Replier& reply) {
     }
     return reply(json_error(409, "not_prepared", "no prepared branch with this txid"));
   }
-  std::lock_guard lock(slot->mu);
+  std::unique_lock lock(slot->mu, std::try_to_lock);
+  if (!lock.owns_lock()) {
+    return reply(json_error(409, "busy", "another step of this branch is running"));
+  }
   if (slot->m.on_precommit(now_ticks()) == BranchMachine::PrecommitVerdict::refused) {
     return reply(json_error(409, "not_prepared",
                             std::string("the branch is ") + state_name(slot->m.state())));
@@ -475,11 +505,17 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
       known = *o;
       // Remembered, so a first exec of this txid still queued behind this
       // answer is refused rather than opening a branch the coordinator
-      // already counts as aborted.
-      std::lock_guard l(mu_);
-      if (!branches_.count(txid) && tombstones_.emplace(txid, Tombstone{*o, steady_ms()}).second) {
-        tombstone_order_.push_back(txid);
+      // already counts as aborted. If that exec opened the branch while the
+      // database was asked, the decision goes through the branch instead.
+      bool opened_meanwhile = false;
+      {
+        std::lock_guard l(mu_);
+        opened_meanwhile = branches_.count(txid) > 0;
+        if (!opened_meanwhile && tombstones_.emplace(txid, Tombstone{*o, steady_ms()}).second) {
+          tombstone_order_.push_back(txid);
+        }
       }
+      if (opened_meanwhile) return do_decide(txid, asked, reply, why, armed_in);
     }
     if (*known != asked && asked == Outcome::committed) {
       counters_.heuristic++;
@@ -487,7 +523,17 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
     }
     return answer(*known);
   }
-  std::lock_guard lock(slot->mu);
+  // A coordinator's request never waits for the branch's lock (answered
+  // busy, asked again); the agent's own timers and inquiries do, on the
+  // work lane.
+  std::unique_lock lock(slot->mu, std::defer_lock);
+  if (reply) {
+    if (!lock.try_lock()) {
+      return (*reply)(json_error(409, "busy", "another step of this branch is running"));
+    }
+  } else {
+    lock.lock();
+  }
   if (armed_in) {
     slot->m.clear_decision_mark();  // the timer's mark; taken afresh below
     if (slot->m.state() != *armed_in) {
@@ -671,59 +717,64 @@ void Agent::register_routes(void* router_ptr) {
     return txid;
   };
 
-  router.add(rest::Method::post, "/v1/branches/{txid}/exec",
-             [this, queue, txid_of](Request req, Replier reply) {
-               auto txid = txid_of(req, reply);
-               if (!txid) return;
-               auto body = rest::parse_json(req.body);
-               if (!body.ok()) return reply(Response::from_status(body.status()));
-               if (!body->is_object())
-                 return reply(json_error(400, "invalid_argument", "body must be an object"));
-               const json::object& o = body->as_object();
-               auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
-               auto sql = rest::get_string(*body, "sql");
-               if (!seq.ok()) return reply(Response::from_status(seq.status()));
-               if (!sql.ok()) return reply(Response::from_status(sql.status()));
-               if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
-                 return reply(json_error(
-                     sql->empty() ? 400 : 413, "invalid_argument",
-                     "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
-               }
-               std::vector<SqlValue> params;
-               if (o.contains("params")) {
-                 if (!o.at("params").is_array()) {
-                   return reply(json_error(400, "invalid_argument", "params must be an array"));
-                 }
-                 const json::array& a = o.at("params").as_array();
-                 if (a.size() > opt_.params_max) {
-                   return reply(json_error(413, "invalid_argument", "too many params"));
-                 }
-                 for (size_t i = 0; i < a.size(); ++i) {
-                   auto v = from_json(a[i], i);
-                   if (!v.ok()) return reply(Response::from_status(v.status()));
-                   params.push_back(std::move(*v));
-                 }
-               }
-               // A branch's first exec may wait for a database session or
-               // SQLite's write lock: the start lane, so branches that
-               // already hold one are never stuck behind it (see Threading).
-               if (*seq == 1 && find(*txid) == nullptr) {
-                 return queue(
-                     reply,
-                     [this, t = *txid, q = std::string(*sql), p = std::move(params),
-                      reply]() mutable { do_exec(t, 1, std::move(q), std::move(p), reply); },
-                     Lane::start);
-               }
-               // Later execs may wait for another branch's row lock: their own
-               // lane, so prepare and decisions on the HTTP threads never wait
-               // behind them.
-               queue(
-                   reply,
-                   [this, t = *txid, n = static_cast<uint64_t>(*seq), q = std::string(*sql),
-                    p = std::move(params),
-                    reply]() mutable { do_exec(t, n, std::move(q), std::move(p), reply); },
-                   Lane::exec);
-             });
+  router.add(
+      rest::Method::post, "/v1/branches/{txid}/exec",
+      [this, queue, txid_of](Request req, Replier reply) {
+        auto txid = txid_of(req, reply);
+        if (!txid) return;
+        auto body = rest::parse_json(req.body);
+        if (!body.ok()) return reply(Response::from_status(body.status()));
+        if (!body->is_object())
+          return reply(json_error(400, "invalid_argument", "body must be an object"));
+        const json::object& o = body->as_object();
+        auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
+        auto sql = rest::get_string(*body, "sql");
+        if (!seq.ok()) return reply(Response::from_status(seq.status()));
+        if (!sql.ok()) return reply(Response::from_status(sql.status()));
+        if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
+          return reply(
+              json_error(sql->empty() ? 400 : 413, "invalid_argument",
+                         "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
+        }
+        std::vector<SqlValue> params;
+        if (o.contains("params")) {
+          if (!o.at("params").is_array()) {
+            return reply(json_error(400, "invalid_argument", "params must be an array"));
+          }
+          const json::array& a = o.at("params").as_array();
+          if (a.size() > opt_.params_max) {
+            return reply(json_error(413, "invalid_argument", "too many params"));
+          }
+          for (size_t i = 0; i < a.size(); ++i) {
+            auto v = from_json(a[i], i);
+            if (!v.ok()) return reply(Response::from_status(v.status()));
+            params.push_back(std::move(*v));
+          }
+        }
+        // A branch's first exec may wait for a database session or
+        // SQLite's write lock: the start lane, so branches that
+        // already hold one are never stuck behind it (see Threading).
+        if (*seq == 1 && find(*txid) == nullptr) {
+          return queue(
+              reply,
+              [this, t = *txid, q = std::string(*sql), p = std::move(params), reply]() mutable {
+                answer_after(
+                    reply, [&](const Replier& r) { do_exec(t, 1, std::move(q), std::move(p), r); });
+              },
+              Lane::start);
+        }
+        // Later execs may wait for another branch's row lock: their own
+        // lane, so prepare and decisions on the HTTP threads never wait
+        // behind them.
+        queue(
+            reply,
+            [this, t = *txid, n = static_cast<uint64_t>(*seq), q = std::string(*sql),
+             p = std::move(params), reply]() mutable {
+              answer_after(reply,
+                           [&](const Replier& r) { do_exec(t, n, std::move(q), std::move(p), r); });
+            },
+            Lane::exec);
+      });
   router.add(rest::Method::post, "/v1/branches/{txid}/prepare",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
@@ -741,25 +792,49 @@ void Agent::register_routes(void* router_ptr) {
                    std::sscanf(std::string(*digest).c_str(), "%16" SCNx64, &d) != 1) {
                  return reply(json_error(400, "invalid_argument", "digest must be 16 hex digits"));
                }
-               do_prepare(*txid, static_cast<uint64_t>(*count), d, reply);
+               queue(
+                   reply,
+                   [this, t = *txid, c = static_cast<uint64_t>(*count), d, reply] {
+                     answer_after(reply, [&](const Replier& r) { do_prepare(t, c, d, r); });
+                   },
+                   Lane::decide);
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/precommit",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
                if (!txid) return;
-               do_precommit(*txid, reply);
+               queue(
+                   reply,
+                   [this, t = *txid, reply] {
+                     answer_after(reply, [&](const Replier& r) { do_precommit(t, r); });
+                   },
+                   Lane::decide);
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/commit",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
                if (!txid) return;
-               do_decide(*txid, Outcome::committed, &reply, "the coordinator says commit");
+               queue(
+                   reply,
+                   [this, t = *txid, reply] {
+                     answer_after(reply, [&](const Replier& r) {
+                       do_decide(t, Outcome::committed, &r, "the coordinator says commit");
+                     });
+                   },
+                   Lane::decide);
              });
   router.add(rest::Method::post, "/v1/branches/{txid}/abort",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
                if (!txid) return;
-               do_decide(*txid, Outcome::aborted, &reply, "the coordinator says abort");
+               queue(
+                   reply,
+                   [this, t = *txid, reply] {
+                     answer_after(reply, [&](const Replier& r) {
+                       do_decide(t, Outcome::aborted, &r, "the coordinator says abort");
+                     });
+                   },
+                   Lane::decide);
              });
   router.add(rest::Method::get, "/v1/branches/{txid}", [this, txid_of](Request req, Replier reply) {
     auto txid = txid_of(req, reply);

@@ -26,16 +26,18 @@
 //   (410: forgotten — an alarm; 307: ask the leader named in Location)
 // on a timer with capped exponential backoff, and never decides alone.
 //
-// Threading: handlers parse and validate on the HTTP threads. Execs are
-// queued to workers (a full queue answers 503): a branch's first exec,
-// which may wait for a database session (PostgreSQL's pool, SQLite's
-// single write lock), to the start lane; later execs, which may wait for
-// another branch's row lock, to the exec lane. Prepare, precommit, commit
-// and abort run on the HTTP thread that read them: they wait for no other
-// branch, only for their own database round trips, and save two thread
-// hand-offs each. Timer actions, inquiry answers and readiness checks run
-// on the work lane. One branch's steps run one at a time. A ticker thread
-// drives the timers.
+// Threading: HTTP threads only parse, validate and queue; no handler
+// waits for a database. Work goes to lanes of workers (a full queue
+// answers 503): a branch's first exec, which may wait for a database
+// session (PostgreSQL's pool, SQLite's single write lock), to the start
+// lane; later execs, which may wait for another branch's row lock, to the
+// exec lane; prepare, precommit, commit and abort to the decide lane;
+// timer actions, inquiry answers and readiness checks to the work lane. A
+// step for the coordinator never waits for its branch's lock: if another
+// step of the branch is running it answers 409 busy. So a branch that
+// holds a session can always be prepared and decided, however many execs
+// wait. One branch's steps run one at a time. A ticker thread drives the
+// timers.
 #pragma once
 
 #include <atomic>
@@ -67,10 +69,8 @@ struct AgentOptions {
   std::string name;     // this participant's name (in gids and logs)
   std::string cluster;  // the coordinator cluster's id
   std::string listen = "127.0.0.1:0";
-  // HTTP threads; they also run prepares and decisions, so they bound how
-  // many of those run at once.
-  size_t http_threads = 16;
-  size_t workers = 8;       // threads per lane (first execs, later execs, timer work)
+  size_t http_threads = 2;  // they never wait for a database
+  size_t workers = 8;       // threads per lane (first execs, later execs, decisions, timers)
   size_t queue_max = 1024;  // queued requests beyond: 503
   size_t body_bytes_max = 1u << 20;
   size_t sql_bytes_max = 256u << 10;
@@ -109,14 +109,11 @@ class Agent {
   using Reply = std::function<void(int status, std::string body)>;
 
   Agent(AgentOptions o, std::unique_ptr<Resource> r);
-  // Three lanes, each with its own workers: branches' first execs (which
-  // may wait for a database session, or for SQLite's single write lock),
-  // later execs (which may wait for another branch's row lock), and timer
-  // work. A branch holding a session must always be able to prepare and be
-  // decided, or waiting execs would starve it: prepare and decisions run
-  // on the HTTP threads, never behind an exec.
-  enum class Lane { start, exec, work };
-  static constexpr int kLanes = 3;
+  // Lanes, each with its own workers (see Threading): a branch holding a
+  // session must always be able to prepare and be decided, so decisions
+  // never queue behind execs that wait for sessions or row locks.
+  enum class Lane { start, exec, decide, work };
+  static constexpr int kLanes = 4;
   bool submit(std::function<void()> job, Lane lane = Lane::work);
   void worker_loop(Lane lane);
   void ticker_loop();
@@ -163,6 +160,8 @@ class Agent {
   std::atomic<size_t> coordinator_index_{0};
   std::atomic<bool> stopped_{false};
   int64_t last_housekeeping_ms_ = 0;  // ticker thread only
+  int64_t last_maintain_ms_ = 0;      // ticker thread only
+  std::atomic<bool> maintain_queued_{false};
 };
 
 }  // namespace dtx::participant

@@ -78,10 +78,10 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"read-committed", "repeatable-read", "serializable"}))
       ->default_val(isolation);
   app.add_option("--workers", opt.workers,
-                 "threads per lane (first execs, later execs, timer work)")
+                 "threads per lane (first execs, later execs, decisions, timer work)")
       ->default_val(opt.workers);
   app.add_option("--http-threads", opt.http_threads,
-                 "HTTP threads; prepare, precommit, commit and abort run on them")
+                 "HTTP I/O threads (they never wait for the database)")
       ->default_val(opt.http_threads);
   app.add_option("--active-timeout-ms", active_ms, "an ACTIVE branch idle this long aborts")
       ->default_val(active_ms);
@@ -160,6 +160,10 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<Resource> resource;
   if (!postgres.empty()) {
+    // A connection attempt to an unreachable server must not hang a worker
+    // (or the health check) for the TCP timeout: 10 s unless the URL or the
+    // environment says otherwise.
+    ::setenv("PGCONNECT_TIMEOUT", "10", /*overwrite=*/0);
     PgOptions po;
     po.url = postgres;
     po.cluster_id = opt.cluster;

@@ -114,6 +114,9 @@ class Resource {
   // Periodic clean-up (the agent calls it about once an hour from a worker):
   // e.g. marker rows older than the retention.
   virtual void housekeeping() {}
+  // Cheap upkeep the agent calls about once a second from a worker: e.g.
+  // retrying a clean-up that failed while the database was away.
+  virtual void maintain() {}
 };
 
 // gid of a prepared PostgreSQL branch: dtx:<cluster>:<txid>:<agent> (T2).

@@ -116,7 +116,15 @@ BranchMachine::PrepareVerdict BranchMachine::on_prepare(uint64_t exec_count, uin
       break;
   }
   if (exec_running_ || prepare_running_) return PrepareVerdict::busy;
-  if (deciding_) return PrepareVerdict::vote_no;  // an abort is under way
+  if (deciding_) {
+    // An abort is under way: the vote is no, and stays no even if that
+    // abort is not carried out now (one branch never votes both ways).
+    if (!doomed_) {
+      doomed_ = true;
+      no_reason_ = DbError{std::string(kRefusedByDtx), "an abort of the branch was under way"};
+    }
+    return PrepareVerdict::vote_no;
+  }
   if (!doomed_ && (exec_count != exec_count_ || digest != digest_)) {
     doomed_ = true;
     no_reason_ =

@@ -159,13 +159,11 @@ class PgResource final : public Resource {
   Status forget_markers_before(std::chrono::system_clock::time_point before);
   // forget_markers_before(now - marker_retention); nothing if it is zero.
   Status forget_old_markers();
-  void housekeeping() override {
-    retry_orphans();
-    (void)forget_old_markers();
-  }
+  void housekeeping() override { (void)forget_old_markers(); }
+  void maintain() override { retry_orphans(); }
   // Rolls back branches that voted no after their connection broke around
   // PREPARE TRANSACTION and whose first clean-up failed; at most once a
-  // second (begin() and housekeeping() call it).
+  // second (begin() and maintain() call it).
   void retry_orphans();
 
   const PgOptions& options() const { return options_; }
