@@ -290,6 +290,35 @@ TEST_P(AgentFixture, an_abort_answered_before_a_queued_first_exec_runs_keeps_it_
   EXPECT_EQ(balance(2), 100);
 }
 
+TEST_P(AgentFixture, a_step_for_a_branch_whose_exec_waits_answers_busy_at_once) {
+  start_agent();
+  const std::string holder = tx("holder"), waiter = tx("waiter");
+  ASSERT_EQ(exec(holder, transfer_sql(), {int64_t{-1}, int64_t{1}})->status, 200);
+  // The waiter's first exec waits for the holder's row lock (PostgreSQL) or
+  // SQLite's write lock, holding the waiter's branch lock meanwhile.
+  std::optional<Result<rest::Response>> waited;
+  std::thread t([&] {
+    rest::ClientOptions co;
+    co.bearer_token = kToken;
+    rest::Client c(co);
+    waited = c.post(addr(), "/v1/branches/" + waiter + "/exec",
+                    json::serialize(json::object{
+                        {"seq", 1}, {"sql", transfer_sql()}, {"params", json::array{-2, 1}}}),
+                    10'000);
+  });
+  ASSERT_TRUE(wait_state(waiter, "busy", 5s));
+  EXPECT_EQ(decide(waiter, "abort"), "http 409 busy") << "answered without waiting";
+  auto health = client_->get(addr(), "/healthz", 1000);
+  ASSERT_TRUE(health.ok());
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(decide(holder, "abort"), "aborted");
+  t.join();
+  ASSERT_TRUE(waited.has_value() && waited->ok());
+  EXPECT_EQ((*waited)->status, 200) << (*waited)->body;
+  EXPECT_EQ(decide(waiter, "abort"), "aborted");
+  EXPECT_EQ(balance(1), 100);
+}
+
 INSTANTIATE_TEST_SUITE_P(Db, AgentFixture, ::testing::Values(Db::postgres, Db::sqlite),
                          [](const ::testing::TestParamInfo<Db>& i) {
                            return i.param == Db::postgres ? "postgres" : "sqlite";
