@@ -91,6 +91,20 @@ class KvCluster {
     return j->as_object();
   }
 
+  // Whether every replica answers /status within `timeout` (a replica that
+  // could not start would otherwise go unnoticed while two of three make a
+  // majority).
+  bool all_up(std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (int id = 1; id <= n_; ++id) {
+      while (!status(id)) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(20ms);
+      }
+    }
+    return true;
+  }
+
   // The replica that serves as leader, waiting up to `timeout`.
   int leader(std::chrono::milliseconds timeout, int except = 0) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -151,6 +165,7 @@ TEST(PaxosCluster, sigkill_of_the_leader_loses_nothing_and_a_new_leader_takes_ov
   KvCluster c(3);
   for (int id = 1; id <= 3; ++id)
     c.start(id, true);
+  ASSERT_TRUE(c.all_up(10s)) << c.logs();
   int leader = c.leader(10s);
   ASSERT_NE(leader, 0) << "no leader elected";
   for (int i = 0; i < 100; ++i) {
@@ -201,6 +216,7 @@ TEST(PaxosCluster, a_replica_on_a_wiped_data_directory_refuses_to_start) {
   KvCluster c(3);
   for (int id = 1; id <= 3; ++id)
     c.start(id, true);
+  ASSERT_TRUE(c.all_up(10s)) << c.logs();
   ASSERT_NE(c.leader(10s), 0);
   c.proc(3).signal(SIGTERM);
   auto st = c.proc(3).wait(10s);

@@ -7,8 +7,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -100,7 +103,51 @@ std::string Process::log() const {
   return ss.str();
 }
 
+namespace {
+
+// Whether a TCP listener could bind 127.0.0.1:port now.
+bool bindable(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+// The low end of the kernel's ephemeral port range (32768 by default).
+uint16_t ephemeral_low() {
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  unsigned low = 32768;
+  if (!(in >> low) || low < 2048 || low > 65535) low = 32768;
+  return static_cast<uint16_t>(low);
+}
+
+}  // namespace
+
+// A port below the ephemeral range: the kernel never hands it out as the
+// source port of an outgoing connection (tests open many, to PostgreSQL and
+// to each other), so it stays free between this check and the server's
+// bind unless another test picks the same one, which the random pick and
+// the bind check make unlikely. Falls back to a kernel-chosen port.
 uint16_t free_port() {
+  static std::mutex mu;
+  static std::mt19937 rng(
+      static_cast<unsigned>(::getpid()) ^
+      static_cast<unsigned>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  const uint16_t high = ephemeral_low();
+  const uint16_t low = high > 12000 ? static_cast<uint16_t>(high - 10000) : 1024;
+  {
+    std::lock_guard lock(mu);
+    std::uniform_int_distribution<int> pick(low, high - 1);
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      const auto port = static_cast<uint16_t>(pick(rng));
+      if (bindable(port)) return port;
+    }
+  }
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
