@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cinttypes>
 #include <sstream>
+#include <thread>
 
 #include "common/logging.h"
 #include "rest/client.h"
@@ -81,6 +82,17 @@ Response json_error(int status, std::string_view code, std::string_view message,
   for (auto& [k, v] : extra)
     e[k] = v;
   return Response::json(status, json::object{{"error", e}});
+}
+
+// Takes a branch's lock for a coordinator's step, waiting at most a few
+// milliseconds: long enough for the ticker's glance or a step that is just
+// answering, not for an exec that runs a statement (that answers busy).
+bool lock_briefly(std::unique_lock<std::mutex>& lock) {
+  for (int i = 0; i < 50; ++i) {
+    if (lock.try_lock()) return true;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return false;
 }
 
 // Runs a branch step with a replier that keeps its answer, and sends the
@@ -415,11 +427,11 @@ void Agent::do_prepare(const std::string& txid, uint64_t exec_count, uint64_t di
                  {"reason", reason_json(DbError{std::string(kRefusedByDtx),
                                                 t ? "the branch aborted" : "unknown branch"})}}));
   }
-  // Never wait for the branch's lock (an exec may hold it for as long as a
-  // statement runs): a step already running answers busy, and the
+  // Never wait long for the branch's lock (an exec may hold it for as long
+  // as a statement runs): a step still running answers busy, and the
   // coordinator asks again.
-  std::unique_lock lock(slot->mu, std::try_to_lock);
-  if (!lock.owns_lock()) {
+  std::unique_lock lock(slot->mu, std::defer_lock);
+  if (!lock_briefly(lock)) {
     return reply(json_error(409, "busy", "another step of this branch is running"));
   }
   auto vote_no = [&](const DbError& e) {
@@ -472,8 +484,8 @@ void Agent::do_precommit(const std::string& txid, const Replier& reply) {
     }
     return reply(json_error(409, "not_prepared", "no prepared branch with this txid"));
   }
-  std::unique_lock lock(slot->mu, std::try_to_lock);
-  if (!lock.owns_lock()) {
+  std::unique_lock lock(slot->mu, std::defer_lock);
+  if (!lock_briefly(lock)) {
     return reply(json_error(409, "busy", "another step of this branch is running"));
   }
   if (slot->m.on_precommit(now_ticks()) == BranchMachine::PrecommitVerdict::refused) {
@@ -528,7 +540,7 @@ void Agent::do_decide(const std::string& txid, Outcome asked, const Replier* rep
   // work lane.
   std::unique_lock lock(slot->mu, std::defer_lock);
   if (reply) {
-    if (!lock.try_lock()) {
+    if (!lock_briefly(lock)) {
       return (*reply)(json_error(409, "busy", "another step of this branch is running"));
     }
   } else {
