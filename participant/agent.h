@@ -33,8 +33,9 @@
 // lane; later execs, which may wait for another branch's row lock, to the
 // exec lane; prepare, precommit, commit and abort to the decide lane;
 // timer actions, inquiry answers and readiness checks to the work lane. A
-// step for the coordinator never waits for its branch's lock: if another
-// step of the branch is running it answers 409 busy. So a branch that
+// step for the coordinator waits a few milliseconds at most for its
+// branch's lock: if another step of the branch is still running it answers
+// 409 busy. So a branch that
 // holds a session can always be prepared and decided, however many execs
 // wait. One branch's steps run one at a time. A ticker thread drives the
 // timers.
