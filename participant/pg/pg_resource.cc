@@ -258,7 +258,7 @@ namespace {
 
 pg::SessionOptions make_session_options(const PgOptions& o, std::string_view role) {
   pg::SessionOptions s;
-  s.url = o.url;
+  s.url = pg::with_liveness_defaults(o.url);
   s.statement_timeout = o.statement_timeout;
   s.application_name = fmt::format("dtx-agent {} {}", o.agent_name, role);
   return s;

@@ -178,6 +178,33 @@ std::optional<std::string> statement_refusal(std::string_view sql) {
   return std::nullopt;
 }
 
+std::string with_liveness_defaults(std::string_view conninfo) {
+  static constexpr std::string_view kKeys[] = {"keepalives", "keepalives_idle",
+                                               "keepalives_interval", "keepalives_count",
+                                               "tcp_user_timeout"};
+  static constexpr std::string_view kValues[] = {"1", "10", "5", "3", "30000"};
+  std::string out(conninfo);
+  const bool uri = conninfo.starts_with("postgresql://") || conninfo.starts_with("postgres://");
+  for (size_t i = 0; i < std::size(kKeys); ++i) {
+    const std::string key = std::string(kKeys[i]) + "=";
+    // A key counts as named when it starts the string or follows a
+    // separator of its form.
+    bool named = false;
+    for (size_t at = out.find(key); at != std::string::npos; at = out.find(key, at + 1)) {
+      const char before = at == 0 ? ' ' : out[at - 1];
+      if (before == ' ' || before == '?' || before == '&') named = true;
+    }
+    if (named) continue;
+    if (uri) {
+      out += out.find('?') == std::string::npos ? '?' : '&';
+    } else if (!out.empty()) {
+      out += ' ';
+    }
+    out += key + std::string(kValues[i]);
+  }
+  return out;
+}
+
 Result<std::vector<TextParam>> bind_params(const std::vector<SqlValue>& params) {
   std::vector<TextParam> out;
   out.reserve(params.size());

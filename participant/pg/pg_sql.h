@@ -32,6 +32,14 @@ inline constexpr size_t kNameBytesMax = 64;
 // invalid_argument naming `what` ("txid", "cluster id", "agent name").
 Status check_name(std::string_view what, std::string_view value);
 
+// The connection string with TCP liveness settings added where it names
+// none of them: keepalives (idle 10 s, every 5 s, 3 probes) and
+// tcp_user_timeout 30 s, so a round trip to a server behind a silent
+// network partition fails in bounded time instead of waiting for TCP's own
+// timeouts (minutes). Works on URIs (postgresql://...) and on key=value
+// strings.
+std::string with_liveness_defaults(std::string_view conninfo);
+
 // The txid of a gid made by make_gid(cluster, txid, agent), or nullopt if
 // the gid belongs to another cluster or agent, or is not a dtx gid at all.
 std::optional<std::string> txid_of_gid(std::string_view gid, std::string_view cluster,

@@ -564,6 +564,22 @@ TEST(PgStatementGuard, refuses_transaction_control_and_session_changes) {
             (std::vector<std::string>{"SET", "LOCAL", "X"}));
 }
 
+TEST(PgNames, connection_strings_get_tcp_liveness_settings_they_do_not_name) {
+  const std::string all =
+      "keepalives=1&keepalives_idle=10&keepalives_interval=5&keepalives_count=3&"
+      "tcp_user_timeout=30000";
+  EXPECT_EQ(pg::with_liveness_defaults("postgresql://u@h:5432/db"),
+            "postgresql://u@h:5432/db?" + all);
+  EXPECT_EQ(pg::with_liveness_defaults("postgresql://h/db?sslmode=disable"),
+            "postgresql://h/db?sslmode=disable&" + all);
+  EXPECT_EQ(pg::with_liveness_defaults("postgresql://h/db?tcp_user_timeout=5000"),
+            "postgresql://h/db?tcp_user_timeout=5000&keepalives=1&keepalives_idle=10&"
+            "keepalives_interval=5&keepalives_count=3");
+  EXPECT_EQ(pg::with_liveness_defaults("host=h dbname=db keepalives_idle=60"),
+            "host=h dbname=db keepalives_idle=60 keepalives=1 keepalives_interval=5 "
+            "keepalives_count=3 tcp_user_timeout=30000");
+}
+
 TEST(PgNames, gids_are_checked_and_parsed_exactly) {
   EXPECT_TRUE(pg::check_name("txid", "1.2-3_x").ok());
   EXPECT_FALSE(pg::check_name("txid", "").ok());
