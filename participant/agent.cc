@@ -716,8 +716,10 @@ std::string Agent::metrics() const {
 
 void Agent::register_routes(void* router_ptr) {
   rest::Router& router = *static_cast<rest::Router*>(router_ptr);
-  auto queue = [this](const Replier& reply, std::function<void()> job, Lane lane = Lane::work) {
-    if (!submit(std::move(job), lane))
+  // Queues a branch step to `lane`; its answer goes out once the step has
+  // returned (answer_after).
+  auto queue = [this](const Replier& reply, Lane lane, std::function<void(const Replier&)> step) {
+    if (!submit([reply, step = std::move(step)] { answer_after(reply, step); }, lane))
       reply(json_error(503, "overloaded", "the agent's work queue is full"));
   };
   auto txid_of = [](const Request& req, const Replier& reply) -> std::optional<std::string> {
@@ -729,64 +731,50 @@ void Agent::register_routes(void* router_ptr) {
     return txid;
   };
 
-  router.add(
-      rest::Method::post, "/v1/branches/{txid}/exec",
-      [this, queue, txid_of](Request req, Replier reply) {
-        auto txid = txid_of(req, reply);
-        if (!txid) return;
-        auto body = rest::parse_json(req.body);
-        if (!body.ok()) return reply(Response::from_status(body.status()));
-        if (!body->is_object())
-          return reply(json_error(400, "invalid_argument", "body must be an object"));
-        const json::object& o = body->as_object();
-        auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
-        auto sql = rest::get_string(*body, "sql");
-        if (!seq.ok()) return reply(Response::from_status(seq.status()));
-        if (!sql.ok()) return reply(Response::from_status(sql.status()));
-        if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
-          return reply(
-              json_error(sql->empty() ? 400 : 413, "invalid_argument",
-                         "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
-        }
-        std::vector<SqlValue> params;
-        if (o.contains("params")) {
-          if (!o.at("params").is_array()) {
-            return reply(json_error(400, "invalid_argument", "params must be an array"));
-          }
-          const json::array& a = o.at("params").as_array();
-          if (a.size() > opt_.params_max) {
-            return reply(json_error(413, "invalid_argument", "too many params"));
-          }
-          for (size_t i = 0; i < a.size(); ++i) {
-            auto v = from_json(a[i], i);
-            if (!v.ok()) return reply(Response::from_status(v.status()));
-            params.push_back(std::move(*v));
-          }
-        }
-        // A branch's first exec may wait for a database session or
-        // SQLite's write lock: the start lane, so branches that
-        // already hold one are never stuck behind it (see Threading).
-        if (*seq == 1 && find(*txid) == nullptr) {
-          return queue(
-              reply,
-              [this, t = *txid, q = std::string(*sql), p = std::move(params), reply]() mutable {
-                answer_after(
-                    reply, [&](const Replier& r) { do_exec(t, 1, std::move(q), std::move(p), r); });
-              },
-              Lane::start);
-        }
-        // Later execs may wait for another branch's row lock: their own
-        // lane, so prepare and decisions on the HTTP threads never wait
-        // behind them.
-        queue(
-            reply,
-            [this, t = *txid, n = static_cast<uint64_t>(*seq), q = std::string(*sql),
-             p = std::move(params), reply]() mutable {
-              answer_after(reply,
-                           [&](const Replier& r) { do_exec(t, n, std::move(q), std::move(p), r); });
-            },
-            Lane::exec);
-      });
+  router.add(rest::Method::post, "/v1/branches/{txid}/exec",
+             [this, queue, txid_of](Request req, Replier reply) {
+               auto txid = txid_of(req, reply);
+               if (!txid) return;
+               auto body = rest::parse_json(req.body);
+               if (!body.ok()) return reply(Response::from_status(body.status()));
+               if (!body->is_object())
+                 return reply(json_error(400, "invalid_argument", "body must be an object"));
+               const json::object& o = body->as_object();
+               auto seq = rest::get_int64(*body, "seq", 1, INT64_MAX);
+               auto sql = rest::get_string(*body, "sql");
+               if (!seq.ok()) return reply(Response::from_status(seq.status()));
+               if (!sql.ok()) return reply(Response::from_status(sql.status()));
+               if (sql->empty() || sql->size() > opt_.sql_bytes_max) {
+                 return reply(json_error(
+                     sql->empty() ? 400 : 413, "invalid_argument",
+                     "sql must be 1 to " + std::to_string(opt_.sql_bytes_max) + " bytes"));
+               }
+               std::vector<SqlValue> params;
+               if (o.contains("params")) {
+                 if (!o.at("params").is_array()) {
+                   return reply(json_error(400, "invalid_argument", "params must be an array"));
+                 }
+                 const json::array& a = o.at("params").as_array();
+                 if (a.size() > opt_.params_max) {
+                   return reply(json_error(413, "invalid_argument", "too many params"));
+                 }
+                 for (size_t i = 0; i < a.size(); ++i) {
+                   auto v = from_json(a[i], i);
+                   if (!v.ok()) return reply(Response::from_status(v.status()));
+                   params.push_back(std::move(*v));
+                 }
+               }
+               // A branch's first exec may wait for a database session or
+               // SQLite's write lock, a later one for another branch's row lock:
+               // each has its own lane, so neither waits behind the other and
+               // decisions never wait behind either (see Threading).
+               const Lane lane = *seq == 1 && find(*txid) == nullptr ? Lane::start : Lane::exec;
+               queue(reply, lane,
+                     [this, t = *txid, n = static_cast<uint64_t>(*seq), q = std::string(*sql),
+                      p = std::move(params)](const Replier& r) mutable {
+                       do_exec(t, n, std::move(q), std::move(p), r);
+                     });
+             });
   router.add(rest::Method::post, "/v1/branches/{txid}/prepare",
              [this, queue, txid_of](Request req, Replier reply) {
                auto txid = txid_of(req, reply);
@@ -804,50 +792,30 @@ void Agent::register_routes(void* router_ptr) {
                    std::sscanf(std::string(*digest).c_str(), "%16" SCNx64, &d) != 1) {
                  return reply(json_error(400, "invalid_argument", "digest must be 16 hex digits"));
                }
-               queue(
-                   reply,
-                   [this, t = *txid, c = static_cast<uint64_t>(*count), d, reply] {
-                     answer_after(reply, [&](const Replier& r) { do_prepare(t, c, d, r); });
-                   },
-                   Lane::decide);
+               queue(reply, Lane::decide,
+                     [this, t = *txid, c = static_cast<uint64_t>(*count), d](const Replier& r) {
+                       do_prepare(t, c, d, r);
+                     });
              });
+  // precommit, commit and abort: a txid and an empty body, on the decide lane.
+  using DecideStep = std::function<void(const std::string&, const Replier&)>;
+  auto decide_route = [queue, txid_of](DecideStep body) {
+    return [queue, txid_of, body = std::move(body)](Request req, Replier reply) {
+      auto txid = txid_of(req, reply);
+      if (!txid) return;
+      queue(reply, Lane::decide, [body, t = *txid](const Replier& r) { body(t, r); });
+    };
+  };
   router.add(rest::Method::post, "/v1/branches/{txid}/precommit",
-             [this, queue, txid_of](Request req, Replier reply) {
-               auto txid = txid_of(req, reply);
-               if (!txid) return;
-               queue(
-                   reply,
-                   [this, t = *txid, reply] {
-                     answer_after(reply, [&](const Replier& r) { do_precommit(t, r); });
-                   },
-                   Lane::decide);
-             });
+             decide_route([this](const std::string& t, const Replier& r) { do_precommit(t, r); }));
   router.add(rest::Method::post, "/v1/branches/{txid}/commit",
-             [this, queue, txid_of](Request req, Replier reply) {
-               auto txid = txid_of(req, reply);
-               if (!txid) return;
-               queue(
-                   reply,
-                   [this, t = *txid, reply] {
-                     answer_after(reply, [&](const Replier& r) {
-                       do_decide(t, Outcome::committed, &r, "the coordinator says commit");
-                     });
-                   },
-                   Lane::decide);
-             });
+             decide_route([this](const std::string& t, const Replier& r) {
+               do_decide(t, Outcome::committed, &r, "the coordinator says commit");
+             }));
   router.add(rest::Method::post, "/v1/branches/{txid}/abort",
-             [this, queue, txid_of](Request req, Replier reply) {
-               auto txid = txid_of(req, reply);
-               if (!txid) return;
-               queue(
-                   reply,
-                   [this, t = *txid, reply] {
-                     answer_after(reply, [&](const Replier& r) {
-                       do_decide(t, Outcome::aborted, &r, "the coordinator says abort");
-                     });
-                   },
-                   Lane::decide);
-             });
+             decide_route([this](const std::string& t, const Replier& r) {
+               do_decide(t, Outcome::aborted, &r, "the coordinator says abort");
+             }));
   router.add(rest::Method::get, "/v1/branches/{txid}", [this, txid_of](Request req, Replier reply) {
     auto txid = txid_of(req, reply);
     if (!txid) return;

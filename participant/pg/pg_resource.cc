@@ -505,7 +505,6 @@ void PgResource::retry_orphans() {
 Result<std::unique_ptr<Branch>> PgResource::begin(const std::string& txid) {
   DTX_RETURN_IF_ERROR(pg::check_name("txid", txid));
   DTX_RETURN_IF_ERROR(check_open());
-  retry_orphans();
   if (!lock_held_) {
     return error(Code::busy,
                  "this agent does not hold its database lock now (control session lost, or the "

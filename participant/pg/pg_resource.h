@@ -163,7 +163,7 @@ class PgResource final : public Resource {
   void maintain() override { retry_orphans(); }
   // Rolls back branches that voted no after their connection broke around
   // PREPARE TRANSACTION and whose first clean-up failed; at most once a
-  // second (begin() and maintain() call it).
+  // second (the agent's maintain() calls).
   void retry_orphans();
 
   const PgOptions& options() const { return options_; }

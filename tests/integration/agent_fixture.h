@@ -233,6 +233,30 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
     return std::string(r->json_body()->as_object().at("outcome").as_string());
   }
   std::string transfer_sql() const { return "UPDATE " + table_ + " SET v = v + $1 WHERE id = $2"; }
+
+  // Begins branches until every database session is held (PostgreSQL: the
+  // pool of 4; SQLite: the one write lock); their txids go to *held.
+  void hold_every_session(std::vector<std::string>* held) {
+    const int holders = db_ == Db::postgres ? 4 : 1;
+    for (int i = 0; i < holders; ++i) {
+      held->push_back(tx("hold" + std::to_string(i)));
+      ASSERT_EQ(
+          exec(held->back(), "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}})->status,
+          200);
+    }
+  }
+  // The first exec (seq 1) of txid, on a thread and a client of its own;
+  // its answer lands in *out.
+  std::thread first_exec_async(const std::string& txid, json::object exec,
+                               std::optional<Result<rest::Response>>* out) {
+    exec["seq"] = 1;
+    return std::thread([this, txid, body = json::serialize(exec), out] {
+      rest::ClientOptions co;
+      co.bearer_token = kToken;
+      rest::Client c(co);
+      *out = c.post(addr(), "/v1/branches/" + txid + "/exec", body, 10'000);
+    });
+  }
   // A txid unique to this test.
   std::string tx(const std::string& s) const { return name_ + "-" + s; }
 

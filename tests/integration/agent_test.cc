@@ -217,22 +217,11 @@ TEST_P(AgentFixture, branches_holding_a_session_go_on_while_first_execs_wait_for
   // decided, or the waiter would time out (5 s) and nothing would move.
   extra_args_ = {"--workers", "1"};
   start_agent();
-  const int holders = db_ == Db::postgres ? 4 : 1;
   std::vector<std::string> held;
-  for (int i = 0; i < holders; ++i) {
-    held.push_back(tx("hold" + std::to_string(i)));
-    ASSERT_EQ(exec(held.back(), "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}})->status,
-              200);
-  }
+  ASSERT_NO_FATAL_FAILURE(hold_every_session(&held));
   const std::string waiter = tx("waiter");
   std::optional<Result<rest::Response>> waited;
-  std::thread t([&] {
-    rest::ClientOptions co;
-    co.bearer_token = kToken;
-    rest::Client c(co);
-    waited = c.post(addr(), "/v1/branches/" + waiter + "/exec",
-                    json::serialize(json::object{{"seq", 1}, {"sql", "SELECT 1"}}), 10'000);
-  });
+  std::thread t = first_exec_async(waiter, {{"sql", "SELECT 1"}}, &waited);
   ASSERT_TRUE(wait_state(waiter, "busy", 5s)) << "the waiter's first exec is under way";
   for (const std::string& h : held) {
     ASSERT_EQ(prepare(h), "yes") << h;
@@ -250,29 +239,14 @@ TEST_P(AgentFixture, an_abort_answered_before_a_queued_first_exec_runs_keeps_it_
   // `running` waits for a session, and the one of `queued` waits behind it.
   extra_args_ = {"--workers", "1"};
   start_agent();
-  const int holders = db_ == Db::postgres ? 4 : 1;
   std::vector<std::string> held;
-  for (int i = 0; i < holders; ++i) {
-    held.push_back(tx("hold" + std::to_string(i)));
-    ASSERT_EQ(exec(held.back(), "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}})->status,
-              200);
-  }
-  auto first_exec = [&](const std::string& txid, std::optional<Result<rest::Response>>* out) {
-    return std::thread([this, txid, out] {
-      rest::ClientOptions co;
-      co.bearer_token = kToken;
-      rest::Client c(co);
-      *out = c.post(addr(), "/v1/branches/" + txid + "/exec",
-                    json::serialize(json::object{
-                        {"seq", 1}, {"sql", "UPDATE " + table_ + " SET v = v - 1 WHERE id = 2"}}),
-                    10'000);
-    });
-  };
+  ASSERT_NO_FATAL_FAILURE(hold_every_session(&held));
+  const json::object update{{"sql", "UPDATE " + table_ + " SET v = v - 1 WHERE id = 2"}};
   const std::string running = tx("running"), queued = tx("queued");
   std::optional<Result<rest::Response>> running_answer, queued_answer;
-  std::thread t1 = first_exec(running, &running_answer);
+  std::thread t1 = first_exec_async(running, update, &running_answer);
   ASSERT_TRUE(wait_state(running, "busy", 5s));
-  std::thread t2 = first_exec(queued, &queued_answer);
+  std::thread t2 = first_exec_async(queued, update, &queued_answer);
   std::this_thread::sleep_for(100ms);  // let it reach the queue
   // The coordinator gives up on `queued` before its first exec ran.
   EXPECT_EQ(decide(queued, "abort"), "aborted");
@@ -297,15 +271,8 @@ TEST_P(AgentFixture, a_step_for_a_branch_whose_exec_waits_answers_busy_at_once) 
   // The waiter's first exec waits for the holder's row lock (PostgreSQL) or
   // SQLite's write lock, holding the waiter's branch lock meanwhile.
   std::optional<Result<rest::Response>> waited;
-  std::thread t([&] {
-    rest::ClientOptions co;
-    co.bearer_token = kToken;
-    rest::Client c(co);
-    waited = c.post(addr(), "/v1/branches/" + waiter + "/exec",
-                    json::serialize(json::object{
-                        {"seq", 1}, {"sql", transfer_sql()}, {"params", json::array{-2, 1}}}),
-                    10'000);
-  });
+  std::thread t =
+      first_exec_async(waiter, {{"sql", transfer_sql()}, {"params", json::array{-2, 1}}}, &waited);
   ASSERT_TRUE(wait_state(waiter, "busy", 5s));
   EXPECT_EQ(decide(waiter, "abort"), "http 409 busy") << "answered without waiting";
   auto health = client_->get(addr(), "/healthz", 1000);
