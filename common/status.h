@@ -7,12 +7,14 @@
 // Result<T>.
 #pragma once
 
-#include <cassert>
+#include <cassert>  // kept: files that use assert() get it from here
 #include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "common/assert.h"
 
 namespace dtx {
 
@@ -73,28 +75,30 @@ class [[nodiscard]] Result {
  public:
   Result(T value) : value_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : status_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    assert(!status_.ok() && "Result built from an ok Status has no value");
+    DTX_ASSERT(!status_.ok(), "a Result built from an ok Status has no value");
   }
 
   bool ok() const { return value_.has_value(); }
   explicit operator bool() const { return ok(); }
 
   const Status& status() const { return status_; }
+  // The value. Calling these on an error is a programmer error: DTX_ASSERT
+  // aborts, in release builds too.
   T& value() & {
-    assert(ok());
+    DTX_ASSERT(ok(), "value() of a Result that holds an error");
     return *value_;
   }
   const T& value() const& {
-    assert(ok());
+    DTX_ASSERT(ok(), "value() of a Result that holds an error");
     return *value_;
   }
   T&& value() && {
-    assert(ok());
+    DTX_ASSERT(ok(), "value() of a Result that holds an error");
     return std::move(*value_);
   }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
-  T&& operator*() && { return std::move(*value_); }
+  T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
