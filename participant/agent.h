@@ -1,51 +1,45 @@
-// Agent: the participant service beside one database. It turns the
-// coordinator's requests (REST, cluster token) into BranchMachine steps
+// Agent: the participant service beside one database (docs/agent.md). It
+// turns the coordinator's requests into BranchMachine steps
 // (core/branch_machine.h) and Resource work (resource.h), asks the
 // coordinator group about prepared branches, and runs the timers.
 //
-// API (JSON; every route but /healthz and /readyz needs the cluster token):
-//   POST /v1/branches/{txid}/exec       {"seq": n, "sql": "...", "params": [...]}
-//        200 {"columns": [...], "rows": [[...]], "rows_affected": n}
-//        409 {"error": {"code": "out_of_sequence"|"not_active"|"doomed"|"busy", ...}}
-//        422 {"error": {"code": "sql_error", "message", "sqlstate"}}  (the branch is doomed)
-//        503 {"error": {"code": "busy"}} no database session free
-//   POST /v1/branches/{txid}/prepare    {"exec_count": n, "digest": "<16 hex>"}
-//        200 {"vote": "yes"} | {"vote": "no", "reason": {"sqlstate", "message"}}
-//   POST /v1/branches/{txid}/precommit  200 {"state": "precommitted"} | 409
-//   POST /v1/branches/{txid}/commit     200 {"outcome": "committed"|"aborted", "heuristic": bool}
-//   POST /v1/branches/{txid}/abort      200 {"outcome": ...}; 409 for a pre-committed branch
-//   GET  /v1/branches/{txid}            200 {"txid", "state", "exec_count", "outcome"?}
-//   GET  /v1/branches?state=prepared    200 {"branches": [{"txid", "state"}]}
-//   GET  /healthz, /readyz, /metrics (Prometheus text)
-// Decisions are answered with the outcome actually applied (T6); a decision
-// for a finished branch from a retained outcome (kept tombstone_retention
-// after the decision; after a restart, the database's marker rows answer).
+// The API (paths, JSON, status codes, fencing, the watermark) is
+// txn/agent_api.h; this class implements it.
 //
-// Inquiries: a PREPARED branch asks the coordinator group
-//   GET /v1/transactions/{txid}/outcome -> {"outcome": "committed"|"aborted"|"pending"}
-//   (410: forgotten — an alarm; 307: ask the leader named in Location)
-// on a timer with capped exponential backoff, and never decides alone.
+// One job per file:
+//   agent.cc          start, stop, the ticker, housekeeping, metrics, info
+//   agent_routes.cc   HTTP in, calls out: decode with txn/, queue to a lane,
+//                     send the StepAnswer (no protocol logic)
+//   agent_steps.cc    exec, prepare, batch, precommit: one branch step each
+//   agent_decide.cc   commit, abort, timer decisions, inquiries, status, listing
+//   lanes.h           the bounded lane pool
+//   branch_table.h    the branches and outcome records; THE LOCK ORDER
+//   fencing.h         agent_id and ballot fencing
+//   inquiry.h         asking the coordinator group, following 307s
 //
-// Threading: HTTP threads only parse, validate and queue; no handler
-// waits for a database. Work goes to lanes of workers (a full queue
-// answers 503): a branch's first exec, which may wait for a database
+// Threading: HTTP threads only parse, validate and queue; no handler waits
+// for a database. Work goes to lanes of workers (a full queue answers
+// 503): a branch's first exec or batch, which may wait for a database
 // session (PostgreSQL's pool, SQLite's single write lock), to the start
 // lane; later execs, which may wait for another branch's row lock, to the
 // exec lane; prepare, precommit, commit and abort to the decide lane;
 // timer actions, inquiry answers and readiness checks to the work lane. A
 // step for the coordinator waits a few milliseconds at most for its
 // branch's lock: if another step of the branch is still running it answers
-// 409 busy. So a branch that
-// holds a session can always be prepared and decided, however many execs
-// wait. One branch's steps run one at a time. A ticker thread drives the
-// timers.
+// 409 busy. So a branch that holds a session can always be prepared and
+// decided, however many execs wait. One branch's steps run one at a time
+// (its lock, branch_table.h). Every step returns its answer after
+// releasing the branch's lock, so the coordinator's next request finds it
+// free. The ticker thread (or a test, through tick()) drives the timers.
+//
+// Time: from AgentOptions::clock (a SteadyClock by default; tests pass a
+// ManualClock and call tick() instead of running the ticker).
 #pragma once
+
+#include <boost/json/object.hpp>
 
 #include <atomic>
 #include <condition_variable>
-#include <deque>
-#include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -53,22 +47,29 @@
 #include <thread>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
+#include "participant/branch_table.h"
 #include "participant/core/branch_machine.h"
+#include "participant/fencing.h"
+#include "participant/lanes.h"
 #include "participant/resource.h"
+#include "txn/agent_api.h"
 
 namespace dtx::rest {
 class Server;
 class Client;
-struct Request;
-class Replier;
 }  // namespace dtx::rest
 
 namespace dtx::participant {
 
+class Inquirer;
+
 struct AgentOptions {
-  std::string name;     // this participant's name (in gids and logs)
+  std::string name;     // this participant's agent_id (in gids, fencing and logs)
   std::string cluster;  // the coordinator cluster's id
+  // host:port to serve HTTP on; "" serves no HTTP (in-process tests call
+  // the steps directly).
   std::string listen = "127.0.0.1:0";
   size_t http_threads = 2;  // they never wait for a database
   size_t workers = 8;       // threads per lane (first execs, later execs, decisions, timers)
@@ -83,11 +84,22 @@ struct AgentOptions {
   BranchTimers timers;  // in ticks
   int64_t tombstone_retention_ms = 7ll * 24 * 3600 * 1000;
   size_t tombstones_max = 1'000'000;
+  // Where time comes from; nullptr: a SteadyClock of the agent's own.
+  const Clock* clock = nullptr;
+  // false: no ticker thread; the owner calls tick() (tests, ManualClock).
+  bool run_ticker = true;
 };
 
 struct AgentCounters {
   std::atomic<uint64_t> begun{0}, votes_yes{0}, votes_no{0}, committed{0}, aborted{0};
   std::atomic<uint64_t> heuristic{0}, inquiries{0}, refused{0}, overloaded{0};
+  std::atomic<uint64_t> fenced{0}, markers_forgotten{0};
+};
+
+// What a step answers: an HTTP status and a JSON body (txn/agent_api.h).
+struct StepAnswer {
+  int status = 200;
+  boost::json::object body;
 };
 
 class Agent {
@@ -96,73 +108,101 @@ class Agent {
   // serves and starts asking about the branches it found prepared.
   static Result<std::unique_ptr<Agent>> start(AgentOptions options,
                                               std::unique_ptr<Resource> resource);
-  ~Agent();  // stop()
-  uint16_t port() const;
+  ~Agent();               // stop()
+  uint16_t port() const;  // 0 when not serving HTTP
   void stop();
   const AgentCounters& counters() const { return counters_; }
 
- private:
-  struct Slot;
-  struct Tombstone {
-    Outcome outcome;
-    int64_t decided_ms;
-  };
-  using Reply = std::function<void(int status, std::string body)>;
+  // --- the steps (the routes call them on a lane worker; tests may call
+  // them directly, from any thread)
+  StepAnswer exec(const std::string& txid, const txn::ExecRequest& r);
+  StepAnswer prepare(const std::string& txid, const txn::PrepareRequest& r);
+  StepAnswer batch(const std::string& txid, const txn::BatchRequest& r);
+  StepAnswer precommit(const std::string& txid, const txn::DecisionRequest& r);
+  StepAnswer decide(const std::string& txid, Outcome asked, const txn::DecisionRequest& r);
+  StepAnswer status(const std::string& txid) const;
+  StepAnswer list(const txn::BranchListRequest& r);
+  StepAnswer info() const;
 
-  Agent(AgentOptions o, std::unique_ptr<Resource> r);
-  // Lanes, each with its own workers (see Threading): a branch holding a
-  // session must always be able to prepare and be decided, so decisions
-  // never queue behind execs that wait for sessions or row locks.
-  enum class Lane { start, exec, decide, work };
-  static constexpr int kLanes = 4;
-  bool submit(std::function<void()> job, Lane lane = Lane::work);
-  void worker_loop(Lane lane);
-  void ticker_loop();
-  uint64_t now_ticks() const;
-
-  // Work, on a worker thread.
-  void do_exec(const std::string& txid, uint64_t seq, std::string sql, std::vector<SqlValue> params,
-               const rest::Replier& reply);
-  void do_prepare(const std::string& txid, uint64_t exec_count, uint64_t digest,
-                  const rest::Replier& reply);
-  void do_precommit(const std::string& txid, const rest::Replier& reply);
-  // `armed_in`: a timer's decision, armed while the branch was in that
-  // state; it is dropped if the branch moved on meanwhile.
-  void do_decide(const std::string& txid, Outcome asked, const rest::Replier* reply,
-                 const char* why, std::optional<BranchState> armed_in = std::nullopt);
-  void do_tick_action(const std::string& txid, BranchMachine::TickAction a);
-  void inquire(const std::string& txid);
-  void on_inquiry(const std::string& txid, BranchMachine::Answer a);
-
-  std::shared_ptr<Slot> find(const std::string& txid);
-  void retire(const std::string& txid, Outcome outcome);
-  std::optional<Outcome> tombstone(const std::string& txid);
-  void register_routes(void* router);
+  // One pass of the timers: idle aborts, 3PC commit-alone, inquiries,
+  // upkeep. The ticker calls it every tick_ms; tests call it by hand.
+  void tick();
+  // Outcome records and branches held now (metrics, tests).
+  size_t outcome_records() const { return table_.outcomes(); }
+  size_t branches_held() const { return table_.branches(); }
+  std::optional<txn::Txid> watermark() const { return table_.watermark(); }
   std::string metrics() const;
 
+ private:
+  // Lanes (see Threading).
+  enum class Lane : size_t { start = 0, exec, decide, work };
+  static constexpr size_t kLanes = 4;
+
+  Agent(AgentOptions o, std::unique_ptr<Resource> r);
+  Status serve_http();
+  bool submit(Lane lane, std::function<void()> job);
+  void ticker_loop();
+  uint64_t now_ticks() const { return static_cast<uint64_t>(clock_->now_ms() / opt_.tick_ms); }
+  int64_t now_ms() const { return clock_->now_ms(); }
+
+  // Fencing and the watermark for a coordinator's request: an answer to
+  // send instead of running the step, or nullopt to go on.
+  std::optional<StepAnswer> admit(const txn::Fence& fence, bool fence_ballot);
+  void learn_watermark(const std::optional<txn::Txid>& w);
+
+  // Under the branch's lock (agent_steps.cc).
+  struct ExecResult {
+    bool ok = false;
+    Rows rows;
+    StepAnswer error;  // when not ok: the exec's own answer
+    DbError reason;    // when not ok: why, as a batch reports it
+  };
+  ExecResult exec_locked(BranchSlot& slot, const std::string& txid, uint64_t seq,
+                         const std::string& sql, const std::vector<SqlValue>& params);
+  txn::VoteAnswer prepare_locked(BranchSlot& slot, const std::string& txid, uint64_t exec_count,
+                                 uint64_t digest, bool* busy);
+  StepAnswer prepare_unknown(const std::string& txid);
+  // A no vote: the branch leaves the table, aborted (its lock held).
+  void retire_no(BranchSlot& slot, const std::string& txid);
+  // After every step, under the branch's lock: the machine's invariants
+  // (DTX_ASSERT) and the state lock-free readers see.
+  static void after_step(BranchSlot& slot);
+
+  // Decisions (agent_decide.cc). `token`: a timer's decision.
+  StepAnswer decide_slot(const std::shared_ptr<BranchSlot>& slot, const std::string& txid,
+                         Outcome asked, bool from_coordinator, const char* why,
+                         BranchMachine::DecisionToken token = 0);
+  StepAnswer decide_unknown(const std::string& txid, Outcome asked, bool from_coordinator,
+                            const char* why);
+  StepAnswer decided(const std::string& txid, Outcome asked, Outcome actual);
+  void on_tick_action(const std::string& txid, const std::shared_ptr<BranchSlot>& slot,
+                      BranchMachine::TickAction a);
+  void inquire(const std::string& txid);
+  void on_inquiry(const std::string& txid, BranchMachine::Answer a);
+  void upkeep();
+
   AgentOptions opt_;
+  std::unique_ptr<Clock> own_clock_;
+  const Clock* clock_;
   std::unique_ptr<Resource> resource_;
-  std::unique_ptr<rest::Server> server_;
-  std::unique_ptr<rest::Client> client_;
+  BranchTable table_;
+  Fencing fencing_;
   AgentCounters counters_;
+  std::unique_ptr<LanePool> lanes_;
+  std::unique_ptr<rest::Client> client_;
+  std::unique_ptr<Inquirer> inquirer_;
+  std::unique_ptr<rest::Server> server_;
 
-  std::mutex mu_;  // branches_, tombstones_
-  std::map<std::string, std::shared_ptr<Slot>> branches_;
-  std::map<std::string, Tombstone> tombstones_;
-  std::deque<std::string> tombstone_order_;
-
-  std::mutex q_mu_;
-  std::condition_variable q_cv_[kLanes];  // one per lane: a job wakes one worker of its lane
-  std::condition_variable tick_cv_;       // the ticker's sleep (woken only to stop)
-  std::deque<std::function<void()>> queue_[kLanes];
+  std::mutex tick_mu_;  // the ticker's sleep (woken only to stop)
+  std::condition_variable tick_cv_;
   bool stopping_ = false;
-  std::vector<std::thread> workers_;
   std::thread ticker_;
-  std::atomic<size_t> coordinator_index_{0};
   std::atomic<bool> stopped_{false};
-  int64_t last_housekeeping_ms_ = 0;  // ticker thread only
-  int64_t last_maintain_ms_ = 0;      // ticker thread only
+  int64_t last_housekeeping_ms_ = 0;  // tick() only (one caller at a time)
+  int64_t last_maintain_ms_ = 0;      // tick() only
   std::atomic<bool> maintain_queued_{false};
+  std::mutex forget_mu_;                     // a leaf
+  std::optional<txn::Txid> forget_pending_;  // markers to drop below, at the next upkeep
 };
 
 }  // namespace dtx::participant

@@ -34,34 +34,22 @@
 #include <vector>
 
 #include "common/status.h"
+#include "txn/txid.h"
+#include "txn/types.h"
 
 namespace dtx::participant {
 
-// A JSON scalar bound to $1..$n, or a column value: null, boolean, integer,
-// floating point, text.
-using SqlValue = std::variant<std::monostate, bool, int64_t, double, std::string>;
-
-struct Rows {
-  std::vector<std::string> columns;
-  std::vector<std::vector<SqlValue>> rows;
-  int64_t rows_affected = 0;
-};
-
-// Why the database refused: SQLSTATE ("23505"; "" when the failure is not
-// the database's, e.g. a lost connection, "dtx01" for dtx's own refusals)
-// and its message.
-struct DbError {
-  std::string sqlstate;
-  std::string message;
-};
-
-// dtx's own SQLSTATE-like codes for refusals that are not the database's.
-inline constexpr std::string_view kRefusedByDtx = "dtx01";   // e.g. DDL, table without a key
-inline constexpr std::string_view kSessionLost = "dtx02";    // the branch session broke (A1)
-inline constexpr std::string_view kPrepareFailed = "dtx03";  // the database did not prepare
-
-enum class Outcome { committed, aborted };
-const char* outcome_name(Outcome o);
+// The shared vocabulary (txn/types.h), under the names participant/ has
+// always used.
+using txn::DbError;
+using txn::kPrepareFailed;
+using txn::kRefusedByDtx;
+using txn::kSessionLost;
+using txn::make_gid;
+using txn::Outcome;
+using txn::outcome_name;
+using txn::Rows;
+using txn::SqlValue;
 
 // One branch's session. exec() until prepare (through Resource::prepare) or
 // rollback(). Destroying an active Branch rolls it back.
@@ -117,9 +105,16 @@ class Resource {
   // Cheap upkeep the agent calls about once a second from a worker: e.g.
   // retrying a clean-up that failed while the database was away.
   virtual void maintain() {}
-};
 
-// gid of a prepared PostgreSQL branch: dtx:<cluster>:<txid>:<agent> (T2).
-std::string make_gid(std::string_view cluster, std::string_view txid, std::string_view agent);
+  // Deletes the marker rows of this agent's txids below `watermark` (the
+  // coordinator group's forget watermark, T3: they are finished and will
+  // never be asked about again), except those of branches still held.
+  // Called from a worker with a watermark that only rises, at most about
+  // once a second. Returns how many rows went.
+  virtual Result<uint64_t> forget_below(const txn::Txid& watermark) {
+    (void)watermark;
+    return uint64_t{0};
+  }
+};
 
 }  // namespace dtx::participant

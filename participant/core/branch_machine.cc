@@ -1,71 +1,8 @@
 #include "participant/core/branch_machine.h"
 
 #include <algorithm>
-#include <cstring>
-
-#include "common/crc32c.h"
 
 namespace dtx::participant {
-
-const char* state_name(BranchState s) {
-  switch (s) {
-    case BranchState::active:
-      return "active";
-    case BranchState::prepared:
-      return "prepared";
-    case BranchState::precommitted:
-      return "precommitted";
-    case BranchState::committed:
-      return "committed";
-    case BranchState::aborted:
-      return "aborted";
-  }
-  return "?";
-}
-
-namespace {
-
-// Folds bytes into a 64-bit digest made of two CRC-32C lanes.
-uint64_t fold(uint64_t d, const void* p, size_t n) {
-  const uint32_t lo = crc32c(p, n, static_cast<uint32_t>(d));
-  const uint32_t hi = crc32c(p, n, static_cast<uint32_t>(d >> 32) ^ 0x9e3779b9u);
-  return (uint64_t{hi} << 32) | lo;
-}
-
-uint64_t fold_u64(uint64_t d, uint64_t v) {
-  uint8_t b[8];
-  std::memcpy(b, &v, 8);
-  return fold(d, b, 8);
-}
-
-}  // namespace
-
-// The canonical encoding folded in, per exec: seq, the SQL's length and
-// bytes, the parameter count, then per parameter a type tag (0 null, 1
-// bool, 2 integer, 3 real, 4 text) and its value (bool and integer as 8
-// bytes, real as its IEEE bits, text as length and bytes).
-uint64_t exec_digest(uint64_t d, uint64_t seq, std::string_view sql,
-                     const std::vector<SqlValue>& params) {
-  d = fold_u64(d, seq);
-  d = fold_u64(d, sql.size());
-  d = fold(d, sql.data(), sql.size());
-  d = fold_u64(d, params.size());
-  for (const SqlValue& v : params) {
-    d = fold_u64(d, v.index());
-    if (const bool* b = std::get_if<bool>(&v)) d = fold_u64(d, *b ? 1 : 0);
-    if (const int64_t* i = std::get_if<int64_t>(&v)) d = fold_u64(d, static_cast<uint64_t>(*i));
-    if (const double* f = std::get_if<double>(&v)) {
-      uint64_t bits;
-      std::memcpy(&bits, f, 8);
-      d = fold_u64(d, bits);
-    }
-    if (const std::string* s = std::get_if<std::string>(&v)) {
-      d = fold_u64(d, s->size());
-      d = fold(d, s->data(), s->size());
-    }
-  }
-  return d;
-}
 
 BranchMachine::BranchMachine(std::string txid, const BranchTimers& timers, uint64_t now)
     : txid_(std::move(txid)), timers_(timers), last_activity_(now) {}
@@ -79,7 +16,7 @@ BranchMachine BranchMachine::recovered(std::string txid, const BranchTimers& tim
 }
 
 BranchMachine::ExecVerdict BranchMachine::on_exec(uint64_t seq, uint64_t now) {
-  if (state_ != BranchState::active || prepare_running_ || deciding_)
+  if (state_ != BranchState::active || prepare_running_ || decision_pending())
     return ExecVerdict::not_active;
   if (exec_running_) return ExecVerdict::busy;
   if (seq != exec_count_ + 1) return ExecVerdict::out_of_sequence;
@@ -116,7 +53,7 @@ BranchMachine::PrepareVerdict BranchMachine::on_prepare(uint64_t exec_count, uin
       break;
   }
   if (exec_running_ || prepare_running_) return PrepareVerdict::busy;
-  if (deciding_) {
+  if (decision_pending()) {
     // An abort is under way: the vote is no, and stays no even if that
     // abort is not carried out now (one branch never votes both ways).
     if (!doomed_) {
@@ -165,7 +102,7 @@ BranchMachine::DecisionVerdict BranchMachine::on_commit() {
   switch (state_) {
     case BranchState::prepared:
     case BranchState::precommitted:
-      if (deciding_) return DecisionVerdict::answer;
+      if (decision_pending()) return DecisionVerdict::answer;
       deciding_ = true;
       return DecisionVerdict::run_commit;
     case BranchState::committed:
@@ -180,11 +117,11 @@ BranchMachine::DecisionVerdict BranchMachine::on_commit() {
 BranchMachine::DecisionVerdict BranchMachine::on_abort() {
   switch (state_) {
     case BranchState::active:
-      if (exec_running_ || prepare_running_ || deciding_) return DecisionVerdict::answer;
+      if (exec_running_ || prepare_running_ || decision_pending()) return DecisionVerdict::answer;
       deciding_ = true;
       return DecisionVerdict::run_abort;
     case BranchState::prepared:
-      if (deciding_) return DecisionVerdict::answer;
+      if (decision_pending()) return DecisionVerdict::answer;
       deciding_ = true;
       return DecisionVerdict::run_abort;
     case BranchState::precommitted:
@@ -219,37 +156,57 @@ void BranchMachine::schedule_inquiry(uint64_t now, bool backoff) {
   next_inquiry_ = now + inquiry_interval_;
 }
 
+BranchMachine::DecisionToken BranchMachine::arm_decision(BranchState in) {
+  timer_token_ = ++tokens_issued_;
+  timer_armed_in_ = in;
+  return timer_token_;
+}
+
 BranchMachine::TickAction BranchMachine::on_tick(uint64_t now) {
-  if (deciding_ || exec_running_ || prepare_running_) return TickAction::none;
+  if (decision_pending() || exec_running_ || prepare_running_) return {};
   switch (state_) {
     case BranchState::active:
       if (now - last_activity_ >= timers_.active_idle_ticks) {
-        deciding_ = true;
-        return TickAction::abort_idle;
+        return {TickKind::abort_idle, arm_decision(BranchState::active)};
       }
-      return TickAction::none;
+      return {};
     case BranchState::prepared:
       if (!inquiry_running_ && now >= next_inquiry_) {
         inquiry_running_ = true;
-        return TickAction::inquire;
+        return {TickKind::inquire, 0};
       }
-      return TickAction::none;
+      return {};
     case BranchState::precommitted:
       if (decision_failed_) {
         // The commit it tried did not complete (the database did not
         // answer): try again after another timeout, not every tick.
         decision_failed_ = false;
         precommitted_at_ = now;
-        return TickAction::none;
+        return {};
       }
       if (now - precommitted_at_ >= timers_.precommit_timeout_ticks) {
-        deciding_ = true;
-        return TickAction::commit_alone;
+        return {TickKind::commit_alone, arm_decision(BranchState::precommitted)};
       }
-      return TickAction::none;
+      return {};
     default:
-      return TickAction::none;
+      return {};
   }
+}
+
+BranchMachine::DecisionVerdict BranchMachine::on_timer_decision(DecisionToken token) {
+  if (token == 0 || token != timer_token_) return DecisionVerdict::answer;  // stale
+  timer_token_ = 0;
+  if (state_ != timer_armed_in_) return DecisionVerdict::answer;
+  return state_ == BranchState::active ? on_abort() : on_commit();
+}
+
+void BranchMachine::drop_decision(DecisionToken token) {
+  if (token != 0 && token == timer_token_) timer_token_ = 0;
+}
+
+void BranchMachine::on_decision_failed() {
+  deciding_ = false;
+  decision_failed_ = true;  // cleared by on_decided()
 }
 
 BranchMachine::DecisionVerdict BranchMachine::on_inquiry_answer(Answer a, uint64_t now) {
@@ -260,17 +217,46 @@ BranchMachine::DecisionVerdict BranchMachine::on_inquiry_answer(Answer a, uint64
   // Asked again after a backoff unless the decision now taken succeeds (a
   // database that is down is not asked every tick).
   schedule_inquiry(now, true);
+  if (decision_pending()) return DecisionVerdict::answer;
   switch (a) {
     case Answer::committed:
-      return on_commit();
+      return DecisionVerdict::run_commit;
     case Answer::aborted:
-      return on_abort();
+      // A PRECOMMITTED branch told "aborted" contradicts the log (T1): the
+      // shell's abort is refused and alarms.
+      return state_ == BranchState::precommitted ? DecisionVerdict::refused
+                                                 : DecisionVerdict::run_abort;
     case Answer::pending:
     case Answer::forgotten:  // an alarm for the agent; keep holding and asking
     case Answer::unreachable:
       return DecisionVerdict::answer;
   }
   return DecisionVerdict::answer;
+}
+
+bool BranchMachine::check_invariants(std::string* why) const {
+  auto fail = [&](const char* what) {
+    if (why) *why = std::string(what) + " (" + describe() + ")";
+    return false;
+  };
+  const bool finished = state_ == BranchState::committed || state_ == BranchState::aborted;
+  if (exec_running_ && (state_ != BranchState::active || prepare_running_)) {
+    return fail("an exec runs outside ACTIVE or beside a prepare");
+  }
+  if (prepare_running_ && state_ != BranchState::active)
+    return fail("a prepare runs outside ACTIVE");
+  if (finished && (exec_running_ || prepare_running_ || deciding_ || timer_token_ != 0)) {
+    return fail("a finished branch has work under way");
+  }
+  if (timer_token_ > tokens_issued_) return fail("a timer token that was never handed out");
+  if (timer_token_ != 0 && state_ != timer_armed_in_) {
+    return fail("a timer decision is pending for a state the branch left");
+  }
+  if (doomed_ && (state_ == BranchState::prepared || state_ == BranchState::precommitted ||
+                  state_ == BranchState::committed)) {
+    return fail("a doomed branch voted yes");
+  }
+  return true;
 }
 
 std::string BranchMachine::describe() const {

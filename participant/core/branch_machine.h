@@ -26,6 +26,18 @@
 //     log already holds PRECOMMIT, the commit decision). An ACTIVE branch
 //     idle too long aborts itself.
 //   - Repeated prepare, precommit, commit and abort get the same answer.
+//
+// Timer decisions and their tokens: when a timer fires a decision (idle
+// abort, 3PC commit-alone), on_tick() hands out a DecisionToken and marks
+// the decision under way, so no exec or prepare slips in before the shell
+// carries it out. The shell gives the token back exactly once: to
+// on_timer_decision() when it runs the decision (which re-checks that the
+// branch is still in the state the timer fired in), or to drop_decision()
+// when it could not queue it. A token that is not the current one (already
+// used, dropped, or superseded) is stale and ignored.
+//
+// check_invariants() holds after every step; the agent checks it after each
+// one (DTX_ASSERT, on in release builds too).
 #pragma once
 
 #include <cstdint>
@@ -34,11 +46,16 @@
 #include <vector>
 
 #include "participant/resource.h"
+#include "txn/agent_api.h"
+#include "txn/exec_digest.h"
 
 namespace dtx::participant {
 
-enum class BranchState { active, prepared, precommitted, committed, aborted };
-const char* state_name(BranchState s);
+using txn::BranchState;
+inline const char* state_name(BranchState s) {
+  return txn::branch_state_name(s);
+}
+using txn::exec_digest;
 
 struct BranchTimers {
   uint64_t active_idle_ticks = 600;        // ACTIVE with no request: abort
@@ -46,11 +63,6 @@ struct BranchTimers {
   uint64_t inquiry_max_ticks = 300;        // backoff cap
   uint64_t precommit_timeout_ticks = 100;  // PRECOMMITTED: commit alone after
 };
-
-// The running digest of the execs of a branch: both the coordinator and the
-// agent fold every exec into it, in order.
-uint64_t exec_digest(uint64_t digest, uint64_t seq, std::string_view sql,
-                     const std::vector<SqlValue>& params);
 
 class BranchMachine {
  public:
@@ -92,7 +104,7 @@ class BranchMachine {
   enum class DecisionVerdict {
     run_commit,  // commit the prepared branch in the database
     run_abort,   // roll back (active) or abort the prepared branch
-    answer,      // already decided: answer outcome()
+    answer,      // already decided, or one under way: answer outcome() if any
     refused,     // abort of a PRECOMMITTED branch, or commit of an ACTIVE one
   };
   DecisionVerdict on_commit();
@@ -102,27 +114,41 @@ class BranchMachine {
   bool on_decided(Outcome asked, Outcome actual, uint64_t now);
   // The database work for a decision could not be done (it did not answer):
   // the branch stays as it was and will be decided again.
-  void on_decision_failed() {
-    deciding_ = false;
-    decision_failed_ = true;  // cleared by on_decided()
-  }
-  // A decision marked under way (by on_tick or on_inquiry_answer) is not
-  // taken now, or will be taken afresh by on_commit()/on_abort().
-  void clear_decision_mark() { deciding_ = false; }
+  void on_decision_failed();
   std::optional<Outcome> outcome() const;
 
   // --- time and the coordinator
-  enum class TickAction { none, abort_idle, inquire, commit_alone };
+  // A timer's decision under way; see "Timer decisions" above. 0 is never
+  // handed out.
+  using DecisionToken = uint64_t;
+  enum class TickKind { none, abort_idle, inquire, commit_alone };
+  struct TickAction {
+    TickKind kind = TickKind::none;
+    DecisionToken token = 0;  // abort_idle and commit_alone only
+  };
   TickAction on_tick(uint64_t now);
+  // The shell runs the timer decision `token` now: run_abort / run_commit
+  // (the decision is taken, as by on_abort()/on_commit()), or answer when
+  // the token is stale or the branch left the state the timer fired in.
+  DecisionVerdict on_timer_decision(DecisionToken token);
+  // The shell could not queue the timer decision: it is forgotten, and the
+  // timer may fire again.
+  void drop_decision(DecisionToken token);
+
   enum class Answer { committed, aborted, pending, forgotten, unreachable };
-  // What to do with an inquiry's answer (run_commit, run_abort, or answer:
-  // keep waiting).
+  // What an inquiry's answer asks for: run_commit or run_abort (the shell
+  // then takes the decision through on_commit()/on_abort()), or answer:
+  // keep waiting. Marks nothing.
   DecisionVerdict on_inquiry_answer(Answer a, uint64_t now);
 
+  // The machine's invariants; false (with *why) if one is broken.
+  bool check_invariants(std::string* why) const;
   std::string describe() const;
 
  private:
+  bool decision_pending() const { return deciding_ || timer_token_ != 0; }
   void schedule_inquiry(uint64_t now, bool backoff);
+  DecisionToken arm_decision(BranchState in);
 
   std::string txid_;
   BranchTimers timers_;
@@ -138,8 +164,11 @@ class BranchMachine {
   uint64_t inquiry_interval_ = 0;
   bool inquiry_running_ = false;
   uint64_t precommitted_at_ = 0;
-  bool deciding_ = false;
-  bool decision_failed_ = false;  // the last decision under way did not complete
+  bool deciding_ = false;          // a decision's database work is under way
+  bool decision_failed_ = false;   // the last decision under way did not complete
+  DecisionToken timer_token_ = 0;  // the timer decision handed out, 0: none
+  BranchState timer_armed_in_ = BranchState::active;
+  DecisionToken tokens_issued_ = 0;
 };
 
 }  // namespace dtx::participant

@@ -1,5 +1,8 @@
 // The agent integration tests' fixture: a dtx-agent process, a test
 // coordinator that answers its inquiries, and direct access to its database.
+// Every message is built and read with txn/agent_api.h, as the coordinator
+// does; requests carry the fencing fields (agent_id, ballot) unless a test
+// says otherwise.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -24,6 +27,8 @@
 #include "rest/server.h"
 #include "tests/support/process.h"
 #include "tests/support/temp_dir.h"
+#include "txn/agent_api.h"
+#include "txn/exec_digest.h"
 
 namespace dtx::participant {
 
@@ -37,29 +42,48 @@ inline std::string pg_url() {
   return u ? u : "";
 }
 
-// Answers GET /v1/transactions/{txid}/outcome from a map the test fills.
+// Answers GET /v1/transactions/{txid}/outcome from a map the test fills
+// (txn::InquiryAnswer), or, as a follower, redirects to a leader.
 class TestCoordinator {
  public:
   TestCoordinator() {
     rest::Router router;
-    router.add(
-        rest::Method::get, "/v1/transactions/{txid}/outcome",
-        [this](rest::Request req, rest::Replier reply) {
-          std::lock_guard lock(mu_);
-          std::string txid(req.path_param("txid"));
-          asked_[txid]++;
-          auto it = outcomes_.find(txid);
-          reply(rest::Response::json(
-              200, json::object{{"txid", txid},
-                                {"outcome", it == outcomes_.end() ? "pending" : it->second}}));
-        });
+    router.add(rest::Method::get, "/v1/transactions/{txid}/outcome",
+               [this](rest::Request req, rest::Replier reply) {
+                 std::lock_guard lock(mu_);
+                 std::string txid(req.path_param("txid"));
+                 asked_[txid]++;
+                 if (!redirect_to_.empty()) {
+                   rest::Response r = rest::Response::error(307, "not_leader", "ask the leader");
+                   r.headers.set("Location", "http://" + redirect_to_ + req.target);
+                   return reply(std::move(r));
+                 }
+                 txn::InquiryAnswer a;
+                 a.txid = txid;
+                 a.watermark = watermark_;
+                 auto it = outcomes_.find(txid);
+                 a.outcome = it == outcomes_.end() ? txn::InquiryOutcome::pending : it->second;
+                 reply(rest::Response::json(a.http_status(), a.to_json()));
+               });
     auto auth = rest::TokenAuth::from_tokens({kToken});
     server_ = std::move(*rest::Server::start({}, std::move(router), std::move(*auth)));
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   void decide(const std::string& txid, const std::string& outcome) {
     std::lock_guard lock(mu_);
-    outcomes_[txid] = outcome;
+    outcomes_[txid] = outcome == "committed"   ? txn::InquiryOutcome::committed
+                      : outcome == "aborted"   ? txn::InquiryOutcome::aborted
+                      : outcome == "forgotten" ? txn::InquiryOutcome::forgotten
+                                               : txn::InquiryOutcome::pending;
+  }
+  // From now on answer 307 naming `leader` (host:port).
+  void redirect_to(const std::string& leader) {
+    std::lock_guard lock(mu_);
+    redirect_to_ = leader;
+  }
+  void set_watermark(std::optional<txn::Txid> w) {
+    std::lock_guard lock(mu_);
+    watermark_ = std::move(w);
   }
   int asked(const std::string& txid) {
     std::lock_guard lock(mu_);
@@ -68,8 +92,10 @@ class TestCoordinator {
 
  private:
   std::mutex mu_;
-  std::map<std::string, std::string> outcomes_;
+  std::map<std::string, txn::InquiryOutcome> outcomes_;
   std::map<std::string, int> asked_;
+  std::string redirect_to_;
+  std::optional<txn::Txid> watermark_;
   std::unique_ptr<rest::Server> server_;
 };
 
@@ -161,7 +187,7 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
                                   "--token-file",
                                   token_path_,
                                   "--coordinator",
-                                  coordinator_.address(),
+                                  coordinators_.empty() ? coordinator_.address() : coordinators_,
                                   "--inquiry-first-ms",
                                   "100",
                                   "--inquiry-max-ms",
@@ -200,7 +226,22 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
   }
   std::string addr() const { return "127.0.0.1:" + std::to_string(port_); }
 
+  // The fencing fields every coordinator request carries.
+  txn::Fence fence() const {
+    txn::Fence f;
+    f.agent_id = name_;
+    f.ballot = ballot_;
+    return f;
+  }
+  // Posts body; a JSON object without "agent_id" gets the fence added
+  // (tests of malformed bodies send them as they are).
   Result<rest::Response> post(const std::string& target, const std::string& body) {
+    boost::system::error_code ec;
+    json::value v = json::parse(body, ec);
+    if (!ec && v.is_object() && !v.as_object().contains("agent_id")) {
+      fence().add_to(v.as_object());
+      return client_->post(addr(), target, json::serialize(v), 10'000);
+    }
     return client_->post(addr(), target, body, 10'000);
   }
 
@@ -209,28 +250,33 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
                               const std::vector<SqlValue>& params = {}) {
     uint64_t& seq = seq_[txid];
     ++seq;
-    digest_[txid] = exec_digest(digest_[txid], seq, sql, params);
-    json::array p;
-    for (const SqlValue& v : params) {
-      if (const int64_t* i = std::get_if<int64_t>(&v)) p.emplace_back(*i);
-      if (const std::string* s = std::get_if<std::string>(&v)) p.emplace_back(json::string(*s));
-    }
-    return post("/v1/branches/" + txid + "/exec",
-                json::serialize(json::object{{"seq", seq}, {"sql", sql}, {"params", p}}));
+    digest_[txid] = txn::exec_digest(digest_[txid], seq, sql, params);
+    txn::ExecRequest req{fence(), seq, sql, params};
+    return post(txn::branch_step_path(txid, "exec"), json::serialize(req.to_json()));
   }
   std::string prepare(const std::string& txid) {
-    char hex[17];
-    std::snprintf(hex, sizeof hex, "%016" PRIx64, digest_[txid]);
-    auto r = post("/v1/branches/" + txid + "/prepare",
-                  json::serialize(json::object{{"exec_count", seq_[txid]}, {"digest", hex}}));
+    txn::PrepareRequest req{fence(), seq_[txid], digest_[txid]};
+    auto r = post(txn::branch_step_path(txid, "prepare"), json::serialize(req.to_json()));
     if (!r.ok() || r->status != 200) return "error";
-    return std::string(r->json_body()->as_object().at("vote").as_string());
+    auto v = txn::VoteAnswer::from_json(*r->json_body());
+    return v.ok() ? txn::vote_name(v->vote) : "error";
   }
   std::string decide(const std::string& txid, const std::string& what) {
-    auto r = post("/v1/branches/" + txid + "/" + what, "{}");
+    txn::DecisionRequest req{fence()};
+    auto r = post(txn::branch_step_path(txid, what), json::serialize(req.to_json()));
     if (!r.ok()) return "error:" + r.status().describe();
     if (r->status != 200) return "http " + std::to_string(r->status) + " " + r->error_code();
-    return std::string(r->json_body()->as_object().at("outcome").as_string());
+    auto a = txn::DecisionAnswer::from_json(*r->json_body());
+    return a.ok() ? txn::outcome_name(a->outcome) : "error";
+  }
+  // The agent's counter `name` from /metrics; -1 if absent.
+  int64_t metric(const std::string& name) {
+    auto r = client_->get(addr(), "/metrics", 5000);
+    if (!r.ok()) return -1;
+    const std::string key = "\ndtx_agent_" + name + " ";
+    const size_t at = r->body.find(key);
+    if (at == std::string::npos) return -1;
+    return std::stoll(r->body.substr(at + key.size()));
   }
   std::string transfer_sql() const { return "UPDATE " + table_ + " SET v = v + $1 WHERE id = $2"; }
 
@@ -250,6 +296,7 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
   std::thread first_exec_async(const std::string& txid, json::object exec,
                                std::optional<Result<rest::Response>>* out) {
     exec["seq"] = 1;
+    fence().add_to(exec);
     return std::thread([this, txid, body = json::serialize(exec), out] {
       rest::ClientOptions co;
       co.bearer_token = kToken;
@@ -257,29 +304,48 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
       *out = c.post(addr(), "/v1/branches/" + txid + "/exec", body, 10'000);
     });
   }
-  // A txid unique to this test.
-  std::string tx(const std::string& s) const { return name_ + "-" + s; }
+  // A txid unique to this test (cluster c1, the fixture's ballot); the label
+  // is for the reader only.
+  std::string tx(const std::string& label) {
+    (void)label;
+    return txn::Txid("c1", ballot_, ++txids_).str();
+  }
 
-  std::vector<std::string> prepared_listed() {
-    auto r = client_->get(addr(), "/v1/branches?state=prepared", 5000);
+  std::vector<std::string> prepared_listed() { return listed(txn::BranchState::prepared); }
+  // Every branch the listing shows in `state` (all states if none), page
+  // by page; with the busy mark when `busy` is given.
+  std::vector<std::string> listed(std::optional<txn::BranchState> state, size_t limit = 1000,
+                                  std::vector<bool>* busy = nullptr) {
     std::vector<std::string> out;
-    if (!r.ok() || r->status != 200) return out;
-    auto doc = r->json_body();  // kept alive for the loop
-    if (!doc.ok()) return out;
-    for (const auto& b : doc->as_object().at("branches").as_array()) {
-      out.emplace_back(b.as_object().at("txid").as_string());
+    txn::BranchListRequest q;
+    q.state = state;
+    q.limit = limit;
+    for (int pages = 0; pages < 1000; ++pages) {
+      auto r = client_->get(addr(), q.path(), 5000);
+      if (!r.ok() || r->status != 200) return out;
+      auto a = txn::BranchListAnswer::from_json(*r->json_body());
+      if (!a.ok()) return out;
+      for (const auto& b : a->branches) {
+        out.push_back(b.txid);
+        if (busy) busy->push_back(b.busy);
+      }
+      if (!a->next) break;
+      q.after = *a->next;
     }
     return out;
   }
 
-  // Waits until GET /v1/branches/{txid} shows `state`.
+  // Waits until GET /v1/branches/{txid} shows `state` ("busy": a step of
+  // the branch is running).
   bool wait_state(const std::string& txid, const std::string& state, std::chrono::milliseconds t) {
     const auto deadline = std::chrono::steady_clock::now() + t;
     while (std::chrono::steady_clock::now() < deadline) {
       auto r = client_->get(addr(), "/v1/branches/" + txid, 2000);
-      if (r.ok() && r->status == 200 &&
-          r->json_body()->as_object().at("state").as_string() == state) {
-        return true;
+      if (r.ok() && r->status == 200) {
+        auto s = txn::BranchStatus::from_json(*r->json_body());
+        if (s.ok() && (state == "busy" ? s->busy : txn::branch_state_name(s->state) == state)) {
+          return true;
+        }
       }
       std::this_thread::sleep_for(20ms);
     }
@@ -290,6 +356,9 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
   testing::TempDir dir_{"dtx-agent-it"};
   std::string name_, table_, token_path_, sqlite_path_;
   std::vector<std::string> extra_args_;  // appended to every start
+  std::string coordinators_;             // --coordinator, when not coordinator_ alone
+  txn::BallotId ballot_{1, 1};           // the fixture's coordinator ballot
+  uint64_t txids_ = 0;
   std::unique_ptr<pqxx::connection> pg_;
   TestCoordinator coordinator_;
   std::unique_ptr<rest::Client> client_;

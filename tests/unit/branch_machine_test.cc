@@ -104,8 +104,8 @@ TEST(BranchMachine, a_precommitted_branch_refuses_abort_and_commits_on_its_timer
   m.on_prepare_done(true, {}, 0);
   EXPECT_EQ(m.on_precommit(5), V::PrecommitVerdict::ok);
   EXPECT_EQ(m.on_abort(), V::DecisionVerdict::refused);
-  EXPECT_EQ(m.on_tick(10), V::TickAction::none);
-  EXPECT_EQ(m.on_tick(25), V::TickAction::commit_alone);
+  EXPECT_EQ(m.on_tick(10).kind, V::TickKind::none);
+  EXPECT_EQ(m.on_tick(25).kind, V::TickKind::commit_alone);
 }
 
 TEST(BranchMachine, a_prepared_branch_asks_with_capped_backoff_and_never_decides_alone) {
@@ -115,10 +115,10 @@ TEST(BranchMachine, a_prepared_branch_asks_with_capped_backoff_and_never_decides
   m.on_prepare_done(true, {}, 0);
   std::vector<uint64_t> asked_at;
   for (uint64_t t = 0; t < 200; ++t) {
-    const auto a = m.on_tick(t);
-    ASSERT_NE(a, V::TickAction::abort_idle);
-    ASSERT_NE(a, V::TickAction::commit_alone);
-    if (a == V::TickAction::inquire) {
+    const auto a = m.on_tick(t).kind;
+    ASSERT_NE(a, V::TickKind::abort_idle);
+    ASSERT_NE(a, V::TickKind::commit_alone);
+    if (a == V::TickKind::inquire) {
       asked_at.push_back(t);
       EXPECT_EQ(m.on_inquiry_answer(V::Answer::pending, t), V::DecisionVerdict::answer);
     }
@@ -128,19 +128,20 @@ TEST(BranchMachine, a_prepared_branch_asks_with_capped_backoff_and_never_decides
   EXPECT_EQ(asked_at[2] - asked_at[1], 8u);
   EXPECT_EQ(asked_at.back() - asked_at[asked_at.size() - 2], 16u) << "capped";
   EXPECT_EQ(m.state(), BranchState::prepared);
-  EXPECT_EQ(m.on_tick(1000), V::TickAction::inquire);
+  EXPECT_EQ(m.on_tick(1000).kind, V::TickKind::inquire);
   EXPECT_EQ(m.on_inquiry_answer(V::Answer::committed, 1000), V::DecisionVerdict::run_commit);
 }
 
 TEST(BranchMachine, a_decision_that_failed_is_asked_for_again_after_a_backoff) {
   BranchMachine m = BranchMachine::recovered("t9", timers(), 100);
-  ASSERT_EQ(m.on_tick(100), V::TickAction::inquire);
+  ASSERT_EQ(m.on_tick(100).kind, V::TickKind::inquire);
   ASSERT_EQ(m.on_inquiry_answer(V::Answer::committed, 100), V::DecisionVerdict::run_commit);
+  ASSERT_EQ(m.on_commit(), V::DecisionVerdict::run_commit) << "the shell takes the decision";
   m.on_decision_failed();  // the database did not answer
   EXPECT_EQ(m.state(), BranchState::prepared);
-  EXPECT_EQ(m.on_tick(101), V::TickAction::none) << "not every tick";
+  EXPECT_EQ(m.on_tick(101).kind, V::TickKind::none) << "not every tick";
   uint64_t t = 101;
-  while (m.on_tick(t) != V::TickAction::inquire && t < 200)
+  while (m.on_tick(t).kind != V::TickKind::inquire && t < 200)
     ++t;
   EXPECT_GE(t, 102u);
   EXPECT_LE(t, 116u) << "asked again within the capped backoff";
@@ -153,26 +154,85 @@ TEST(BranchMachine, a_precommitted_commit_that_failed_is_retried_after_another_t
   ASSERT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::run);
   m.on_prepare_done(true, {}, 0);
   ASSERT_EQ(m.on_precommit(0), V::PrecommitVerdict::ok);
-  ASSERT_EQ(m.on_tick(20), V::TickAction::commit_alone);
+  const auto first = m.on_tick(20);
+  ASSERT_EQ(first.kind, V::TickKind::commit_alone);
+  ASSERT_EQ(m.on_timer_decision(first.token), V::DecisionVerdict::run_commit);
   m.on_decision_failed();  // the database did not answer
   for (uint64_t t = 21; t < 40; ++t)
-    EXPECT_EQ(m.on_tick(t), V::TickAction::none) << t;
-  EXPECT_EQ(m.on_tick(41), V::TickAction::commit_alone);
+    EXPECT_EQ(m.on_tick(t).kind, V::TickKind::none) << t;
+  const auto second = m.on_tick(41);
+  EXPECT_EQ(second.kind, V::TickKind::commit_alone);
+  ASSERT_EQ(m.on_timer_decision(second.token), V::DecisionVerdict::run_commit);
   EXPECT_EQ(m.on_decided(Outcome::committed, Outcome::committed, 41), false);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
   EXPECT_EQ(m.state(), BranchState::committed);
 }
 
 TEST(BranchMachine, an_idle_active_branch_aborts_itself) {
   BranchMachine m("t1", timers(), 0);
   run_execs(m, 1, 0);
-  EXPECT_EQ(m.on_tick(49), V::TickAction::none);
-  EXPECT_EQ(m.on_tick(50), V::TickAction::abort_idle);
+  EXPECT_EQ(m.on_tick(49).kind, V::TickKind::none);
+  EXPECT_EQ(m.on_tick(50).kind, V::TickKind::abort_idle);
+}
+
+TEST(BranchMachine, a_timer_decision_runs_once_and_a_stale_token_is_ignored) {
+  BranchMachine m("t1", timers(), 0);
+  run_execs(m, 1, 0);
+  const auto fired = m.on_tick(50);
+  ASSERT_EQ(fired.kind, V::TickKind::abort_idle);
+  ASSERT_NE(fired.token, 0u);
+  EXPECT_EQ(m.on_exec(2, 50), V::ExecVerdict::not_active) << "the idle abort is under way";
+  EXPECT_EQ(m.on_tick(60).kind, V::TickKind::none) << "fired once until its token comes back";
+  // The shell could not queue it: dropped; the timer fires again, with a new token.
+  m.drop_decision(fired.token);
+  const auto again = m.on_tick(61);
+  ASSERT_EQ(again.kind, V::TickKind::abort_idle);
+  EXPECT_NE(again.token, fired.token);
+  EXPECT_EQ(m.on_timer_decision(fired.token), V::DecisionVerdict::answer) << "stale: ignored";
+  EXPECT_EQ(m.on_timer_decision(again.token), V::DecisionVerdict::run_abort);
+  EXPECT_EQ(m.on_timer_decision(again.token), V::DecisionVerdict::answer) << "used once";
+  EXPECT_FALSE(m.on_decided(Outcome::aborted, Outcome::aborted, 62));
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+}
+
+TEST(BranchMachine, a_prepare_that_meets_a_pending_idle_abort_votes_no_and_the_abort_goes_on) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1, 0);
+  const auto fired = m.on_tick(50);
+  ASSERT_EQ(fired.kind, V::TickKind::abort_idle);
+  EXPECT_EQ(m.on_prepare(1, d, 50), V::PrepareVerdict::vote_no);
+  EXPECT_TRUE(m.doomed()) << "one branch never votes both ways";
+  EXPECT_EQ(m.on_timer_decision(fired.token), V::DecisionVerdict::run_abort);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+}
+
+TEST(BranchMachine, invariants_hold_through_every_path) {
+  std::string why;
+  BranchMachine m("t1", timers(), 0);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  const uint64_t d = run_execs(m, 2);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  ASSERT_EQ(m.on_prepare(2, d, 0), V::PrepareVerdict::run);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  m.on_prepare_done(true, {}, 0);
+  ASSERT_EQ(m.on_precommit(1), V::PrecommitVerdict::ok);
+  const auto fired = m.on_tick(21);
+  ASSERT_EQ(fired.kind, V::TickKind::commit_alone);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::refused);
+  EXPECT_EQ(m.on_timer_decision(fired.token), V::DecisionVerdict::run_commit);
+  m.on_decided(Outcome::committed, Outcome::committed, 22);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  EXPECT_EQ(m.state(), BranchState::committed);
 }
 
 TEST(BranchMachine, a_recovered_branch_asks_at_once) {
   BranchMachine m = BranchMachine::recovered("t9", timers(), 100);
   EXPECT_EQ(m.state(), BranchState::prepared);
-  EXPECT_EQ(m.on_tick(100), V::TickAction::inquire);
+  EXPECT_EQ(m.on_tick(100).kind, V::TickKind::inquire);
   EXPECT_EQ(m.on_inquiry_answer(V::Answer::aborted, 100), V::DecisionVerdict::run_abort);
 }
 
