@@ -42,9 +42,17 @@ Effects Driver::take_effects() {
 // ---------------------------------------------------------------------------
 // Leadership
 
-void Driver::on_serving(const Ballot& ballot, const Now& now) {
-  if (serving_ && ballot == ballot_) return;
+void Driver::on_elected(const Ballot& ballot, const Now& now) {
+  (void)now;
+  if ((serving_ && ballot == ballot_) || (elected_ && *elected_ == ballot)) return;
   if (serving_) on_not_serving();
+  elected_ = ballot;
+  // Serve only once this TERM is applied: everything chosen before it is
+  // applied by then, and no older leader's decision can count after it.
+  propose(TermRecord{ballot});
+}
+
+void Driver::start_serving(const Ballot& ballot, const Now& now) {
   serving_ = true;
   ballot_ = ballot;
   next_seq_ = 1;
@@ -65,6 +73,7 @@ void Driver::on_serving(const Ballot& ballot, const Now& now) {
 }
 
 void Driver::on_not_serving() {
+  elected_.reset();
   if (!serving_) return;
   serving_ = false;
   event(Event::Level::warn, nullptr,
@@ -872,7 +881,13 @@ void Driver::on_proposed(uint64_t proposal_id, ProposeOutcome outcome, const Now
     decided_txid = decision_of->second;
     proposals_.erase(decision_of);
   }
-  if (!serving_) return;
+  if (!serving_) {
+    const auto* term = std::get_if<TermRecord>(&rec);
+    if (term && elected_ && term->ballot == *elected_ && outcome == ProposeOutcome::busy) {
+      propose(std::move(rec));
+    }
+    return;
+  }
   switch (outcome) {
     case ProposeOutcome::applied:
       // The apply callback already ran (on_applied): answers come from the
@@ -906,6 +921,13 @@ void Driver::on_proposed(uint64_t proposal_id, ProposeOutcome outcome, const Now
 }
 
 void Driver::on_applied(const Record& r, const ApplyResult& res, const Now& now) {
+  if (res.kind == ApplyResult::Kind::term) {
+    if (elected_ && res.ballot == *elected_ && !serving_) return start_serving(res.ballot, now);
+    // Another leader's term began: whatever this replica thought, it no
+    // longer serves.
+    if (serving_ && !(res.ballot == ballot_)) on_not_serving();
+    return;
+  }
   if (!serving_) return;
   switch (res.kind) {
     case ApplyResult::Kind::decided: {
@@ -959,6 +981,7 @@ void Driver::on_applied(const Record& r, const ApplyResult& res, const Now& now)
       return;
     case ApplyResult::Kind::hazard:
     case ApplyResult::Kind::registry:
+    case ApplyResult::Kind::term:
       return;
   }
 }

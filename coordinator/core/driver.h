@@ -12,7 +12,9 @@
 //   - agents' replies to the calls it asked for (on_agent_reply);
 //   - the outcome of its proposals (on_proposed) and every applied record
 //     (on_applied, after the table applied it) and term (on_term);
-//   - leadership (on_serving once its barrier is applied, on_not_serving);
+//   - leadership (on_elected once the Paxos node made it leader, then it
+//     proposes a TERM record and serves once that is applied;
+//     on_not_serving when leadership is lost);
 //   - time (tick, and `now` with every input);
 // and collects Effects: agent calls to send, records to propose, answers to
 // give clients, and events to log.
@@ -34,7 +36,7 @@
 //     register's outcome; a different outcome is a hazard (T6), logged and
 //     kept visible; "unknown branch" never counts (T10). COMPLETED is
 //     proposed lazily, in batches.
-//   - After its barrier a new leader re-drives every decided, not completed
+//   - Once its TERM is applied a new leader re-drives every decided, not completed
 //     transaction and sweeps every registered agent (T7); undecided
 //     older-ballot branches it finds are aborted in the log.
 //   - Below the watermark an unknown txid is forgotten (410), never
@@ -239,8 +241,9 @@ class Driver {
   Driver(DriverConfig config, TxnTable* table);
 
   // --- leadership
-  // This replica leads under `ballot` and applied its barrier: serve.
-  void on_serving(const Ballot& ballot, const Now& now);
+  // The Paxos node made this replica leader under `ballot` and applied its
+  // barrier: propose a TERM record; serve once it is applied (on_applied).
+  void on_elected(const Ballot& ballot, const Now& now);
   // Leadership is gone (or quorum lost): stop driving, answer every waiting
   // client (202 unknown where a decision may be under way).
   void on_not_serving();
@@ -383,6 +386,7 @@ class Driver {
   };
 
   // Life cycle (driver.cc).
+  void start_serving(const Ballot& ballot, const Now& now);
   Txid issue_txid();
   Branch* enlist(Txn& t, const std::string& participant, uint64_t req);
   void send_exec(Txn& t, Branch& b, const Now& now);
@@ -457,6 +461,7 @@ class Driver {
   DriverStats stats_;
 
   bool serving_ = false;
+  std::optional<Ballot> elected_;  // TERM proposed, not applied yet
   Ballot ballot_;
   uint64_t next_seq_ = 1;
   uint64_t next_call_ = 1;

@@ -69,6 +69,7 @@ struct Encoder {
     put_txid(w, m.watermark);
     put_ballot(w, m.term);
   }
+  void operator()(const TermRecord& t) { put_ballot(w, t.ballot); }
 };
 
 }  // namespace
@@ -222,6 +223,9 @@ Result<Record> decode_record(std::string_view bytes) {
       out = std::move(m);
       break;
     }
+    case kind_of<TermRecord>():
+      out = TermRecord{get_ballot(r)};
+      break;
     default:
       return error(Code::corruption, "coordinator record: unknown kind " + std::to_string(kind));
   }
@@ -256,6 +260,7 @@ struct Describer {
   }
   void operator()(const ParticipantRemoveRecord& p) { os << "PARTICIPANT_REMOVE " << p.name; }
   void operator()(const WatermarkRecord& w) { os << "WATERMARK " << w.watermark.str(); }
+  void operator()(const TermRecord& t) { os << "TERM " << t.ballot.describe(); }
 };
 
 }  // namespace

@@ -17,6 +17,10 @@
 //   PARTICIPANT_SET / PARTICIPANT_REMOVE
 //                   the participant registry (name -> agent id, url).
 //   WATERMARK       txids below it are forgotten (T3).
+//   TERM            a new leader's first record: its term starts here. A
+//                   leader serves (begins, decides) only once its TERM is
+//                   applied, so everything chosen before is applied first;
+//                   decisions count only in their proposer's term (T1).
 //
 // Wire format (binary, little-endian, consensus/core/codec.h):
 //   u8 version (1), u8 kind, then the fields of the kind in the order the
@@ -68,11 +72,11 @@ struct AbortReason {
 struct DecisionRecord {
   Txid txid;
   // The ballot of the leader that proposed it. A decision takes effect only
-  // in its proposer's term (the last barrier applied before it is of this
+  // in its proposer's term (the last TERM applied before it is of this
   // ballot): a value an old leader got accepted by a minority, and that a
-  // later leader re-proposes after a newer barrier, is ignored, so after a
-  // new leader's barrier an older-ballot txid with no decision can never
-  // get one from its old leader.
+  // later leader re-proposes after a newer TERM, is ignored, so once a new
+  // leader serves, an older-ballot txid with no decision can never get one
+  // from its old leader.
   consensus::Ballot term;
   Outcome outcome = Outcome::aborted;
   Protocol protocol = Protocol::two_pc;
@@ -126,8 +130,14 @@ struct WatermarkRecord {
   friend bool operator==(const WatermarkRecord&, const WatermarkRecord&) = default;
 };
 
-using Record = std::variant<DecisionRecord, CompletedRecord, HazardRecord, HazardClearedRecord,
-                            ParticipantSetRecord, ParticipantRemoveRecord, WatermarkRecord>;
+struct TermRecord {
+  consensus::Ballot ballot;  // the new leader's Paxos ballot
+  friend bool operator==(const TermRecord&, const TermRecord&) = default;
+};
+
+using Record =
+    std::variant<DecisionRecord, CompletedRecord, HazardRecord, HazardClearedRecord,
+                 ParticipantSetRecord, ParticipantRemoveRecord, WatermarkRecord, TermRecord>;
 
 std::string encode_record(const Record& r);
 Result<Record> decode_record(std::string_view bytes);

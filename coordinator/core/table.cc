@@ -18,6 +18,16 @@ ApplyResult TxnTable::apply(Slot slot, const Record& r) {
   if (const auto* c = std::get_if<CompletedRecord>(&r)) return apply_completed(*c);
   if (const auto* w = std::get_if<WatermarkRecord>(&r)) return apply_watermark(*w);
   ApplyResult out;
+  if (const auto* t = std::get_if<TermRecord>(&r)) {
+    if (!(term_ < t->ballot)) {
+      out.note = "term not above the current one";
+      return out;
+    }
+    on_term(slot, t->ballot);
+    out.kind = ApplyResult::Kind::term;
+    out.ballot = t->ballot;
+    return out;
+  }
   if (const auto* h = std::get_if<HazardRecord>(&r)) {
     if (!entries_.count(h->txid)) {
       out.note = "hazard for a transaction the table does not hold";

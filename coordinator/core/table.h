@@ -14,7 +14,7 @@
 //   - idempotency keys, unique (T4): a key names the first transaction
 //     decided with it;
 //   - the participant registry: name -> (agent id, url);
-//   - the terms: every leader ballot whose barrier was applied, with its
+//   - the terms: every leader ballot whose TERM record was applied, with its
 //     slot. A txid's ballot must be one of them, or the txid could never
 //     have been issued (T2, T3);
 //   - the current term: a decision or watermark takes effect only when its
@@ -79,6 +79,7 @@ struct ApplyResult {
     hazard_cleared,  // a HAZARD_CLEARED removed one
     registry,        // the registry changed
     watermark,       // the watermark moved
+    term,            // a TERM started a leader's term
     ignored,         // nothing changed (a stale or repeated record); see note
   };
   Kind kind = Kind::ignored;
@@ -87,6 +88,7 @@ struct ApplyResult {
   Outcome outcome = Outcome::aborted;  // decided: the register's value
   bool key_conflict = false;           // decided: its key already named another txid
   std::vector<Txid> txids;             // completed: those newly completed
+  Ballot ballot;                       // term: the new term
   std::string note;                    // ignored: why
 };
 
@@ -97,7 +99,8 @@ class TxnTable {
   const std::string& cluster() const { return cluster_; }
 
   ApplyResult apply(Slot slot, const Record& r);
-  // A new leader's barrier was applied at `slot`: its term starts.
+  // A new leader's term starts at `slot` (a TERM record does this through
+  // apply(); tests may call it directly).
   void on_term(Slot slot, const Ballot& ballot);
 
   // --- queries
@@ -116,7 +119,7 @@ class TxnTable {
   const std::map<std::string, RegistryEntry>& registry() const { return registry_; }
   const RegistryEntry* participant(std::string_view name) const;
   const Txid& watermark() const { return watermark_; }
-  // The current term: the ballot of the last barrier applied (zero before
+  // The current term: the ballot of the last TERM applied (zero before
   // any). Decisions and watermarks count only if proposed in it.
   Ballot current_term() const;
   Slot current_term_slot() const;
@@ -159,7 +162,7 @@ class TxnTable {
   std::map<std::string, RegistryEntry> registry_;
   std::map<Ballot, Slot> terms_;
   Txid watermark_;
-  Ballot term_;  // the last barrier applied
+  Ballot term_;  // the last TERM applied
   Slot applied_slot_ = 0;
   Counts counts_;
 

@@ -295,9 +295,7 @@ TEST(CoordinatorDriver, a_new_leader_redrives_decided_transactions_and_sweeps_or
 
   // A new leader: it re-drives the decided one at once, and the sweep finds
   // the orphan prepared at a.
-  h.table.on_term(++h.slot, kB2);
-  h.driver.on_serving(kB2, h.now);
-  h.pump();
+  h.elect(kB2);
   EXPECT_TRUE(h.has_call(K::commit, "a"));
   EXPECT_TRUE(h.has_call(K::commit, "b"));
   txn::BranchStatus held;
@@ -330,9 +328,7 @@ TEST(CoordinatorDriver, inquiries_follow_presumed_abort_but_never_below_the_wate
   // leader writes ABORT, then answers from the register.
   h.driver.on_not_serving();
   h.pump();
-  h.table.on_term(++h.slot, kB2);
-  h.driver.on_serving(kB2, h.now);
-  h.pump();
+  h.elect(kB2);
   h.answer_sweep({});
   q = h.req();
   h.driver.inquiry(q, mine, h.now);
@@ -383,9 +379,7 @@ TEST(CoordinatorDriver, exec_on_an_older_leaders_transaction_aborts_it) {
   const std::string old = interactive(h, {"a"});
   h.driver.on_not_serving();
   h.pump();
-  h.table.on_term(++h.slot, kB2);
-  h.driver.on_serving(kB2, h.now);
-  h.pump();
+  h.elect(kB2);
   h.answer_sweep({});
   const uint64_t e = h.exec(old, "a");
   h.apply_all();
@@ -431,9 +425,7 @@ TEST(CoordinatorDriver, a_keyed_submit_runs_once_across_a_failover) {
   h.driver.on_not_serving();
   h.pump();
   h.calls.clear();
-  h.table.on_term(++h.slot, kB2);
-  h.driver.on_serving(kB2, h.now);
-  h.pump();
+  h.elect(kB2);
   h.answer_sweep({});
   h.calls.clear();
   const uint64_t s3 = submit("transfer-42");

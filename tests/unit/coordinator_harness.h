@@ -65,10 +65,16 @@ struct Harness {
     }
   }
 
-  void serve(Ballot b) {
-    table.on_term(++slot, b);
-    driver.on_serving(b, now);
+  // This replica wins an election: it proposes its TERM and serves once the
+  // TERM is applied (with whatever else is pending in the log before it).
+  void elect(Ballot b) {
+    driver.on_elected(b, now);
     pump();
+    apply_all();
+    EXPECT_TRUE(driver.serving());
+  }
+  void serve(Ballot b) {
+    elect(b);
     // The sweep lists every agent first; answer with nothing held.
     answer_sweep({});
   }

@@ -39,6 +39,7 @@ TEST(CoordinatorRecords, every_kind_round_trips) {
       ParticipantSetRecord{"bank-a", "bank-a", "127.0.0.1:7701"},
       ParticipantRemoveRecord{"bank-a"},
       WatermarkRecord{tx(kB2, 9), kB2},
+      TermRecord{kB2},
   };
   for (const Record& r : all) {
     const std::string bytes = encode_record(r);
