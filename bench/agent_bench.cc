@@ -1,14 +1,19 @@
-// dtx-agent-bench: branches of one UPDATE through dtx-agent (exec, prepare,
-// commit over HTTP), against the same work done directly on the database in
-// the same run.
+// dtx-agent-bench: branches of one UPDATE through dtx-agent, on both paths
+// a coordinator uses: interactive (exec, prepare, commit: three HTTP round
+// trips) and one-shot (batch, then commit: two), against the same work done
+// directly on the database in the same run.
 //
 // PostgreSQL: the direct baseline is BEGIN; UPDATE; PREPARE TRANSACTION;
 // COMMIT PREPARED with libpqxx, one connection per client. SQLite: BEGIN
 // IMMEDIATE; UPDATE; COMMIT with synchronous=FULL and the same busy
 // handling, one connection per client. Each client updates its own row, so
 // rows never conflict; the SQLite write lock still serialises everything.
-// Rows alternate agent and direct runs, --pairs times, and the ratio is the
-// median of the per-pair ratios.
+// Rows alternate interactive, direct and one-shot runs, --pairs times, and
+// each ratio is the median of the per-pair ratios against the direct run of
+// the same pair. Requests are built with txn/agent_api.h, as the
+// coordinator builds them (fencing fields included); before each agent run
+// the forget watermark moves past the previous runs' txids, so marker rows
+// stay bounded.
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -30,9 +35,10 @@
 #include <sstream>
 #include <thread>
 
-#include "participant/core/branch_machine.h"
 #include "rest/client.h"
 #include "tests/support/process.h"
+#include "txn/agent_api.h"
+#include "txn/exec_digest.h"
 
 namespace {
 
@@ -152,32 +158,57 @@ struct StepTimes {
   std::atomic<int64_t> branches{0};
   void reset() { exec = prepare = commit = branches = 0; }
 };
-StepTimes g_steps;
+StepTimes g_steps;      // interactive rows
+StepTimes g_one_steps;  // one-shot rows
 
 int64_t since_ns(Clk::time_point t0) {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clk::now() - t0).count();
 }
 
+txn::Fence bench_fence() {
+  txn::Fence f;
+  f.agent_id = "bench";
+  f.ballot = txn::BallotId{1, 1};
+  return f;
+}
+
+// The txid of client `cl`'s n-th branch of run `run`: ballot (run + 1, cl),
+// so every run's txids are above the previous runs'.
+std::string bench_txid(uint64_t run, int cl, uint64_t n) {
+  return txn::Txid("bench", txn::BallotId{run + 1, static_cast<uint32_t>(cl)}, n + 1).str();
+}
+
+bool committed(const Result<rest::Response>& r) {
+  if (!r.ok() || r->status != 200) return false;
+  auto body = r->json_body();
+  if (!body.ok()) return false;
+  auto a = txn::DecisionAnswer::from_json(*body);
+  return a.ok() && a->outcome == txn::Outcome::committed;
+}
+
+bool voted_yes(const boost::json::value& body) {
+  auto v = txn::VoteAnswer::from_json(body);
+  return v.ok() && v->vote == txn::Vote::yes;
+}
+
 // One branch through the agent: exec (seq 1), prepare with the digest, commit.
 bool agent_tx(rest::Client& client, const std::string& agent, const std::string& txid,
               const std::string& sql, int64_t id) {
-  const std::vector<participant::SqlValue> params = {int64_t{1}, id};
+  const std::vector<txn::SqlValue> params = {int64_t{1}, id};
   auto t0 = Clk::now();
-  auto r = client.post(
-      agent, "/v1/branches/" + txid + "/exec",
-      json::serialize(json::object{{"seq", 1}, {"sql", sql}, {"params", json::array{1, id}}}));
+  auto r = client.post(agent, txn::branch_step_path(txid, "exec"),
+                       json::serialize(txn::ExecRequest{bench_fence(), 1, sql, params}.to_json()));
   if (!r.ok() || r->status != 200) return false;
   g_steps.exec += since_ns(t0);
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016" PRIx64, participant::exec_digest(0, 1, sql, params));
   t0 = Clk::now();
-  r = client.post(agent, "/v1/branches/" + txid + "/prepare",
-                  json::serialize(json::object{{"exec_count", 1}, {"digest", hex}}));
-  if (!r.ok() || r->status != 200 || r->body.find("\"yes\"") == std::string::npos) return false;
+  const txn::PrepareRequest p{bench_fence(), 1, txn::exec_digest(0, 1, sql, params)};
+  r = client.post(agent, txn::branch_step_path(txid, "prepare"), json::serialize(p.to_json()));
+  if (!r.ok() || r->status != 200 || !voted_yes(*r->json_body())) return false;
   g_steps.prepare += since_ns(t0);
   t0 = Clk::now();
-  r = client.post(agent, "/v1/branches/" + txid + "/commit", "{}");
-  const bool ok = r.ok() && r->status == 200 && r->body.find("\"committed\"") != std::string::npos;
+  r = client.post(agent, txn::branch_step_path(txid, "commit"),
+                  json::serialize(txn::DecisionRequest{bench_fence()}.to_json()));
+  const bool ok = committed(r);
   if (ok) {
     g_steps.commit += since_ns(t0);
     g_steps.branches++;
@@ -185,13 +216,46 @@ bool agent_tx(rest::Client& client, const std::string& agent, const std::string&
   return ok;
 }
 
+// One one-shot branch: batch (the statement and the prepare), then commit.
+bool agent_one_shot(rest::Client& client, const std::string& agent, const std::string& txid,
+                    const std::string& sql, int64_t id) {
+  auto t0 = Clk::now();
+  const txn::BatchRequest b{bench_fence(), {{sql, {int64_t{1}, id}}}};
+  auto r = client.post(agent, txn::branch_step_path(txid, "batch"), json::serialize(b.to_json()));
+  if (!r.ok() || r->status != 200 || !voted_yes(*r->json_body())) return false;
+  g_one_steps.exec += since_ns(t0);
+  t0 = Clk::now();
+  r = client.post(agent, txn::branch_step_path(txid, "commit"),
+                  json::serialize(txn::DecisionRequest{bench_fence()}.to_json()));
+  const bool ok = committed(r);
+  if (ok) {
+    g_one_steps.commit += since_ns(t0);
+    g_one_steps.branches++;
+  }
+  return ok;
+}
+
+// Tells the agent that every txid of runs before `run` is forgotten (the
+// coordinator's forget watermark), so their outcome records and marker rows go.
+void forget_runs_before(rest::Client& client, const std::string& agent, uint64_t run) {
+  txn::BranchListRequest q;
+  q.limit = 1;
+  q.fence = bench_fence();
+  q.fence.watermark = txn::Txid("bench", txn::BallotId{run + 1, 0}, 1);
+  (void)client.get(agent, q.path());
+}
+
 // Mean milliseconds per request of the agent rows since the last call.
-std::string step_summary() {
+std::string step_summary(bool one_shot) {
+  StepTimes& g_steps = one_shot ? g_one_steps : ::g_steps;
   const double n = static_cast<double>(std::max<int64_t>(1, g_steps.branches.load()));
-  std::string out = fmt::format("exec {:.2f} / prepare {:.2f} / commit {:.2f} ms",
-                                static_cast<double>(g_steps.exec.load()) / n / 1e6,
-                                static_cast<double>(g_steps.prepare.load()) / n / 1e6,
-                                static_cast<double>(g_steps.commit.load()) / n / 1e6);
+  std::string out = one_shot ? fmt::format("batch {:.2f} / commit {:.2f} ms",
+                                           static_cast<double>(g_steps.exec.load()) / n / 1e6,
+                                           static_cast<double>(g_steps.commit.load()) / n / 1e6)
+                             : fmt::format("exec {:.2f} / prepare {:.2f} / commit {:.2f} ms",
+                                           static_cast<double>(g_steps.exec.load()) / n / 1e6,
+                                           static_cast<double>(g_steps.prepare.load()) / n / 1e6,
+                                           static_cast<double>(g_steps.commit.load()) / n / 1e6);
   g_steps.reset();
   return out;
 }
@@ -243,7 +307,7 @@ double median(std::vector<double> v) {
 }
 
 void print_row(const std::string& label, int clients, const std::vector<Row>& agent,
-               const std::vector<Row>& direct) {
+               const std::vector<Row>& direct, const std::string& summary) {
   std::vector<double> ratios, at, ap50, ap99, dt, dp50, dp99;
   uint64_t errors = 0;
   for (size_t i = 0; i < agent.size(); ++i) {
@@ -260,7 +324,7 @@ void print_row(const std::string& label, int clients, const std::vector<Row>& ag
       "{:<10} {:>7} | {:>9.0f} {:>7.2f} {:>7.2f} | {:>9.0f} {:>7.2f} {:>7.2f} | {:>6.2f}x{}\n",
       label, clients, median(at), median(ap50), median(ap99), median(dt), median(dp50),
       median(dp99), median(ratios), errors ? fmt::format("  ({} errors)", errors) : "");
-  fmt::print("{:<18} | mean per agent request: {}\n", "", step_summary());
+  fmt::print("{:<18} | mean per agent request: {}\n", "", summary);
   auto med = [](const std::vector<Row>& rows, double Row::*f) {
     std::vector<double> v;
     for (const Row& r : rows)
@@ -313,7 +377,10 @@ int main(int argc, char** argv) {
       n.exec("DROP TABLE IF EXISTS bench_accounts");
       n.exec("CREATE TABLE bench_accounts (id integer PRIMARY KEY, v bigint NOT NULL)");
       n.exec("INSERT INTO bench_accounts SELECT g, 0 FROM generate_series(0, 999) g");
-      n.exec("DELETE FROM dtx_markers WHERE agent = 'bench'");
+      // The agent makes dtx_markers on its first start: a fresh database has none yet.
+      n.exec(
+          "DO $$ BEGIN IF to_regclass('dtx_markers') IS NOT NULL THEN "
+          "DELETE FROM dtx_markers WHERE agent = 'bench'; END IF; END $$");
     }
     AgentProcess agent(abs + "/pg", {"--postgres", pg_url, "--pool", std::to_string(max_clients)},
                        max_clients);
@@ -334,44 +401,51 @@ int main(int argc, char** argv) {
     }
     const std::string sql = "UPDATE bench_accounts SET v = v + $1 WHERE id = $2";
     std::atomic<uint64_t> gen{0};
+    // BEGIN; UPDATE; PREPARE TRANSACTION; COMMIT PREPARED, one connection per client.
+    auto direct_pg = [&](int c, uint64_t run) {
+      std::vector<std::unique_ptr<pqxx::connection>> conns;
+      for (int i = 0; i < c; ++i)
+        conns.push_back(std::make_unique<pqxx::connection>(pg_url));
+      return closed_loop(c, seconds, [&](int cl, uint64_t n) {
+        try {
+          pqxx::nontransaction x(*conns[cl]);
+          const std::string gid = fmt::format("direct-{}-{}-{}", run, cl, n);
+          x.exec("BEGIN");
+          x.exec_params(sql, 1, cl);
+          x.exec("PREPARE TRANSACTION " + x.quote(gid));
+          // A prepare that did not happen makes COMMIT PREPARED throw.
+          x.exec("COMMIT PREPARED " + x.quote(gid));
+          return true;
+        } catch (const std::exception&) {
+          return false;
+        }
+      });
+    };
     for (int c : clients) {
-      std::vector<Row> a, d;
+      std::vector<Row> a, one, d;
       for (int p = 0; p < pairs; ++p) {
-        {
+        for (bool one_shot : {false, true}) {
           rest::ClientOptions co;
           co.bearer_token = kToken;
           co.connections_per_peer_max = static_cast<size_t>(c);
           co.io_threads = 2;
           rest::Client client(co);
           const uint64_t run = gen++;
-          a.push_back(closed_loop(
-              c, seconds,
-              [&](int cl, uint64_t n) {
-                return agent_tx(client, agent.address(), fmt::format("b{}-{}-{}", run, cl, n), sql,
-                                cl);
-              },
-              agent.pid()));
+          forget_runs_before(client, agent.address(), run);
+          (one_shot ? one : a)
+              .push_back(closed_loop(
+                  c, seconds,
+                  [&](int cl, uint64_t n) {
+                    return (one_shot ? agent_one_shot : agent_tx)(client, agent.address(),
+                                                                  bench_txid(run, cl, n), sql, cl);
+                  },
+                  agent.pid()));
+          if (one_shot) break;
+          d.push_back(direct_pg(c, gen++));
         }
-        std::vector<std::unique_ptr<pqxx::connection>> conns;
-        for (int i = 0; i < c; ++i)
-          conns.push_back(std::make_unique<pqxx::connection>(pg_url));
-        const uint64_t run = gen++;
-        d.push_back(closed_loop(c, seconds, [&](int cl, uint64_t n) {
-          try {
-            pqxx::nontransaction x(*conns[cl]);
-            const std::string gid = fmt::format("direct-{}-{}-{}", run, cl, n);
-            x.exec("BEGIN");
-            x.exec_params(sql, 1, cl);
-            x.exec("PREPARE TRANSACTION " + x.quote(gid));
-            // A prepare that did not happen makes COMMIT PREPARED throw.
-            x.exec("COMMIT PREPARED " + x.quote(gid));
-            return true;
-          } catch (const std::exception&) {
-            return false;
-          }
-        }));
       }
-      print_row("postgresql", c, a, d);
+      print_row("postgresql", c, a, d, step_summary(false));
+      print_row("  one-shot", c, one, d, step_summary(true));
     }
   }
 
@@ -392,52 +466,62 @@ int main(int argc, char** argv) {
     }
     const std::string sql = "UPDATE bench_accounts SET v = v + $1 WHERE id = $2";
     std::atomic<uint64_t> gen{0};
-    for (int c : clients) {
-      std::vector<Row> a, d;
-      for (int p = 0; p < pairs; ++p) {
-        {
-          AgentProcess agent(abs + "/sqlite", {"--sqlite", db, "--wal-dir", abs + "/sqlite-wal"},
-                             std::max(2, c));
-          rest::ClientOptions co;
-          co.bearer_token = kToken;
-          co.connections_per_peer_max = static_cast<size_t>(c);
-          rest::Client client(co);
-          const uint64_t run = gen++;
-          a.push_back(closed_loop(
-              c, seconds,
-              [&](int cl, uint64_t n) {
-                return agent_tx(client, agent.address(), fmt::format("s{}-{}-{}", run, cl, n), sql,
-                                cl);
-              },
-              agent.pid()));
-        }
-        std::vector<sqlite3*> conns(c, nullptr);
-        for (auto& h : conns) {
-          sqlite3_open(db.c_str(), &h);
-          sqlite3_busy_timeout(h, 5000);
-          sqlite3_exec(h, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
-        }
-        d.push_back(closed_loop(c, seconds, [&](int cl, uint64_t) {
-          sqlite3* h = conns[cl];
-          if (sqlite3_exec(h, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
-            return false;
-          sqlite3_stmt* st = nullptr;
-          sqlite3_prepare_v2(h, "UPDATE bench_accounts SET v = v + ?1 WHERE id = ?2", -1, &st,
-                             nullptr);
-          sqlite3_bind_int64(st, 1, 1);
-          sqlite3_bind_int64(st, 2, cl);
-          const bool ok = sqlite3_step(st) == SQLITE_DONE;
-          sqlite3_finalize(st);
-          if (!ok) {
-            sqlite3_exec(h, "ROLLBACK", nullptr, nullptr, nullptr);
-            return false;
-          }
-          return sqlite3_exec(h, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
-        }));
-        for (auto h : conns)
-          sqlite3_close(h);
+    // BEGIN IMMEDIATE; UPDATE; COMMIT with synchronous=FULL, one connection per client.
+    auto direct_sqlite = [&](int c) {
+      std::vector<sqlite3*> conns(c, nullptr);
+      for (auto& h : conns) {
+        sqlite3_open(db.c_str(), &h);
+        sqlite3_busy_timeout(h, 5000);
+        sqlite3_exec(h, "PRAGMA synchronous=FULL", nullptr, nullptr, nullptr);
       }
-      print_row("sqlite", c, a, d);
+      Row r = closed_loop(c, seconds, [&](int cl, uint64_t) {
+        sqlite3* h = conns[cl];
+        if (sqlite3_exec(h, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+          return false;
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(h, "UPDATE bench_accounts SET v = v + ?1 WHERE id = ?2", -1, &st,
+                           nullptr);
+        sqlite3_bind_int64(st, 1, 1);
+        sqlite3_bind_int64(st, 2, cl);
+        const bool ok = sqlite3_step(st) == SQLITE_DONE;
+        sqlite3_finalize(st);
+        if (!ok) {
+          sqlite3_exec(h, "ROLLBACK", nullptr, nullptr, nullptr);
+          return false;
+        }
+        return sqlite3_exec(h, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK;
+      });
+      for (auto h : conns)
+        sqlite3_close(h);
+      return r;
+    };
+    for (int c : clients) {
+      std::vector<Row> a, one, d;
+      for (int p = 0; p < pairs; ++p) {
+        for (bool one_shot : {false, true}) {
+          {
+            AgentProcess agent(abs + "/sqlite", {"--sqlite", db, "--wal-dir", abs + "/sqlite-wal"},
+                               std::max(2, c));
+            rest::ClientOptions co;
+            co.bearer_token = kToken;
+            co.connections_per_peer_max = static_cast<size_t>(c);
+            rest::Client client(co);
+            const uint64_t run = gen++;
+            forget_runs_before(client, agent.address(), run);
+            (one_shot ? one : a)
+                .push_back(closed_loop(
+                    c, seconds,
+                    [&](int cl, uint64_t n) {
+                      return (one_shot ? agent_one_shot : agent_tx)(
+                          client, agent.address(), bench_txid(run, cl, n), sql, cl);
+                    },
+                    agent.pid()));
+          }
+          if (!one_shot) d.push_back(direct_sqlite(c));  // with no agent running
+        }
+      }
+      print_row("sqlite", c, a, d, step_summary(false));
+      print_row("  one-shot", c, one, d, step_summary(true));
     }
   }
   return 0;

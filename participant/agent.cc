@@ -138,10 +138,14 @@ void Agent::upkeep() {
           auto n = resource_->forget_below(*w);
           if (n.ok()) {
             counters_.markers_forgotten += *n;
-          } else {
+            return;
+          }
+          if (n.status().code() != Code::busy) {
             spdlog::warn("agent {}: dropping marker rows below {}: {}", opt_.name, w->str(),
                          n.status().describe());
           }
+          std::lock_guard lock(forget_mu_);  // again at the next upkeep
+          if (!forget_pending_) forget_pending_ = std::move(w);
         })) {
       maintain_queued_ = false;
     }

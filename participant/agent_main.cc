@@ -98,6 +98,11 @@ int main(int argc, char** argv) {
          "how long decided branches' outcomes are kept in memory (>= the coordinator's retention)")
       ->default_val(retention_ms);
   app.add_option("--tick-ms", opt.tick_ms, "timer resolution")->default_val(opt.tick_ms);
+  bool unsafe_no_fsync = false;
+  app.add_flag("--unsafe-no-fsync", unsafe_no_fsync,
+               "start even if the database does not make commits durable (PostgreSQL fsync or "
+               "full_page_writes off, SQLite synchronous not FULL): tests only; warns at every "
+               "start");
   app.add_option("--log-level", log_level, logging::kLevelNames.data())->default_val(log_level);
 
   auto* show = app.add_subcommand(
@@ -169,6 +174,7 @@ int main(int argc, char** argv) {
     po.cluster_id = opt.cluster;
     po.agent_name = opt.name;
     po.pool_size = pool;
+    po.unsafe_no_fsync = unsafe_no_fsync;
     po.isolation = isolation == "serializable"      ? PgIsolation::serializable
                    : isolation == "repeatable-read" ? PgIsolation::repeatable_read
                                                     : PgIsolation::read_committed;
@@ -177,6 +183,7 @@ int main(int argc, char** argv) {
     sqlite::SqliteOptions so;
     so.db_path = sqlite;
     so.wal_dir = wal_dir;
+    so.unsafe_no_fsync = unsafe_no_fsync;
     // Tests only: crash at a named point (see SqliteOptions::test_hook), to
     // show recovery between a database commit and the agent's record of it.
     if (const char* at = std::getenv("DTX_AGENT_TEST_CRASH_AT")) {
@@ -190,6 +197,12 @@ int main(int argc, char** argv) {
       };
     }
     resource = std::make_unique<sqlite::SqliteResource>(so);
+  }
+  if (unsafe_no_fsync) {
+    spdlog::warn(
+        "UNSAFE: --unsafe-no-fsync: agent {} starts even if its database may lose a prepared "
+        "branch or a commit in a crash",
+        opt.name);
   }
   auto agent = Agent::start(opt, std::move(resource));
   if (!agent.ok()) {

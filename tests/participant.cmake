@@ -10,10 +10,14 @@ if(TARGET dtx-agent)
   find_package(PkgConfig REQUIRED)
   pkg_check_modules(PQXX_TEST REQUIRED IMPORTED_TARGET libpqxx)
   find_package(SQLite3 REQUIRED)
-  add_executable(dtx-agent-integration-tests integration/agent_test.cc)
+  add_executable(dtx-agent-integration-tests integration/agent_test.cc
+    integration/agent_coordinator_test.cc)
   target_link_libraries(dtx-agent-integration-tests PRIVATE dtx_participant_core dtx_rest
     dtx_test_support PkgConfig::PQXX_TEST SQLite::SQLite3 GTest::gtest GTest::gtest_main)
   add_dependencies(dtx-agent-integration-tests dtx-agent)
+  if(TARGET dtx-agent-bench)
+    add_dependencies(dtx-agent-integration-tests dtx-agent-bench)
+  endif()
   gtest_discover_tests(dtx-agent-integration-tests DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT 300 LABELS integration)
 endif()

@@ -322,6 +322,17 @@ void PgResource::release_agent_lock(PgSession& s) {
 }
 
 Status PgResource::check_server(PgSession& s) {
+  // Durability preconditions (design review C7): a yes vote and COMMIT
+  // PREPARED are only as durable as the server's WAL.
+  auto d = s.exec("SELECT current_setting('fsync'), current_setting('full_page_writes')");
+  if (!d.ok()) return d.status();
+  if (auto what = pg::durability_problem((*d)[0][0].c_str(), (*d)[0][1].c_str())) {
+    if (!options_.unsafe_no_fsync) {
+      return error(Code::failed_precondition,
+                   *what + "; set both to on, or start with --unsafe-no-fsync (tests only)");
+    }
+    spdlog::warn("UNSAFE: {} (--unsafe-no-fsync)", *what);
+  }
   auto r = s.exec("SELECT current_setting('max_prepared_transactions')::int");
   if (!r.ok()) return r.status();
   const int64_t max_prepared = (*r)[0][0].as<int64_t>();
@@ -788,6 +799,34 @@ Status PgResource::forget_markers_before(std::chrono::system_clock::time_point b
                  deleted, options_.agent_name, seconds);
   }
   return st;
+}
+
+Result<uint64_t> PgResource::forget_below(const txn::Txid& watermark) {
+  DTX_RETURN_IF_ERROR(check_open());
+  if (watermark.cluster != options_.cluster_id) return uint64_t{0};
+  uint64_t deleted = 0;
+  // Markers of txids in the canonical form (txn/txid.h) whose (round, node,
+  // seq) is below the watermark's. Markers of branches still prepared are
+  // not visible to this statement (their insert is not committed), so they
+  // are neither deleted nor waited for.
+  Status st = with_decision_session([&](PgSession& s) -> Status {
+    auto r = s.exec(
+        "DELETE FROM dtx_markers WHERE cluster = $1 AND agent = $2 "
+        "AND txid ~ '^[A-Za-z0-9_-]+[.][0-9]+[.][0-9]+[.][0-9]+$' "
+        "AND (split_part(txid, '.', 2)::numeric, split_part(txid, '.', 3)::numeric, "
+        "split_part(txid, '.', 4)::numeric) < ($3::numeric, $4::numeric, $5::numeric)",
+        {options_.cluster_id, options_.agent_name, std::to_string(watermark.round),
+         std::to_string(watermark.node), std::to_string(watermark.seq)});
+    if (!r.ok()) return r.status();
+    deleted = static_cast<uint64_t>(r->affected_rows());
+    return ok_status();
+  });
+  if (!st.ok()) return st;
+  if (deleted > 0) {
+    spdlog::debug("postgresql: deleted {} markers of agent '{}' below the watermark {}", deleted,
+                  options_.agent_name, watermark.str());
+  }
+  return deleted;
 }
 
 Status PgResource::forget_old_markers() {

@@ -71,7 +71,9 @@
 // fails, a no vote). A gid of this agent found prepared in another database
 // is left alone.
 //
-// Configuration checks: max_prepared_transactions must be at least the pool
+// Configuration checks: fsync and full_page_writes must be on (else open()
+// fails with Code::failed_precondition, unless PgOptions::unsafe_no_fsync,
+// which only warns); max_prepared_transactions must be at least the pool
 // size (else open() fails with Code::failed_precondition, saying what to
 // set); other agents on the same server need their share too.
 //
@@ -130,8 +132,12 @@ struct PgOptions {
   // Bound on healthy(): waiting for the control session, and its SELECT 1.
   std::chrono::milliseconds health_timeout{2000};
   // Markers older than this are deleted (open(), forget_old_markers());
-  // zero keeps them forever.
+  // zero keeps them forever. Below the coordinator's forget watermark they
+  // go sooner (forget_below()).
   std::chrono::hours marker_retention{24 * 7};
+  // open() refuses a server with fsync or full_page_writes off unless this
+  // is set (then it warns): tests and throwaway set-ups only.
+  bool unsafe_no_fsync = false;
 };
 
 class PgResource final : public Resource {
@@ -160,6 +166,8 @@ class PgResource final : public Resource {
   // forget_markers_before(now - marker_retention); nothing if it is zero.
   Status forget_old_markers();
   void housekeeping() override { (void)forget_old_markers(); }
+  // Deletes this agent's markers of txids below the watermark (T3).
+  Result<uint64_t> forget_below(const txn::Txid& watermark) override;
   void maintain() override { retry_orphans(); }
   // Rolls back branches that voted no after their connection broke around
   // PREPARE TRANSACTION and whose first clean-up failed; at most once a

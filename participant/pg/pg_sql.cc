@@ -75,10 +75,26 @@ bool contains(std::initializer_list<std::string_view> set, std::string_view word
 
 }  // namespace
 
+std::optional<std::string> durability_problem(std::string_view fsync,
+                                              std::string_view full_page_writes) {
+  if (fsync == "on" && full_page_writes == "on") return std::nullopt;
+  return fmt::format(
+      "PostgreSQL runs with fsync={} and full_page_writes={}: a prepared branch (a yes vote) or "
+      "a commit may be lost in a crash",
+      fsync, full_page_writes);
+}
+
+size_t name_bytes_max(std::string_view what) {
+  if (what == "txid") return txn::kTxidTextMax;
+  if (what == "cluster id") return txn::kClusterIdMax;
+  return kNameBytesMax;
+}
+
 Status check_name(std::string_view what, std::string_view value) {
-  if (value.empty() || value.size() > kNameBytesMax) {
-    return error(Code::invalid_argument, fmt::format("{} must be 1 to {} characters, not {}", what,
-                                                     kNameBytesMax, value.size()));
+  const size_t max = name_bytes_max(what);
+  if (value.empty() || value.size() > max) {
+    return error(Code::invalid_argument,
+                 fmt::format("{} must be 1 to {} characters, not {}", what, max, value.size()));
   }
   for (char c : value) {
     if (!is_name_char(c)) {

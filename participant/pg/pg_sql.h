@@ -23,13 +23,24 @@
 
 #include "common/status.h"
 #include "participant/resource.h"
+#include "txn/txid.h"
 
 namespace dtx::participant::pg {
 
-inline constexpr size_t kNameBytesMax = 64;
+inline constexpr size_t kNameBytesMax = 64;  // agent names
+// txids are at most txn::kTxidTextMax (83) and cluster ids
+// txn::kClusterIdMax (32): a gid is at most 4 + 32 + 1 + 83 + 1 + 64 = 185
+// bytes, under PostgreSQL's 200.
+size_t name_bytes_max(std::string_view what);
 
-// ok if `value` is 1..kNameBytesMax characters of [A-Za-z0-9._-]; else
-// invalid_argument naming `what` ("txid", "cluster id", "agent name").
+// What is wrong with a server whose settings are fsync=`fsync` and
+// full_page_writes=`full_page_writes` (as current_setting() spells them):
+// nullopt when both are "on"; else a sentence saying what may be lost.
+std::optional<std::string> durability_problem(std::string_view fsync,
+                                              std::string_view full_page_writes);
+
+// ok if `value` is 1..name_bytes_max(what) characters of [A-Za-z0-9._-];
+// else invalid_argument naming `what` ("txid", "cluster id", "agent name").
 Status check_name(std::string_view what, std::string_view value);
 
 // The connection string with TCP liveness settings added where it names

@@ -137,9 +137,96 @@ Status SqliteResource::configure_writer() {
                  "sqlite " + opt_.db_path + ": journal_mode stays '" + *mode + "', not 'wal'");
   }
   DTX_RETURN_IF_ERROR(exec_simple(db, "PRAGMA main.synchronous=FULL"));
+  // Durability preconditions (design review C7): read back what was set.
+  auto sync = query_text(db, "PRAGMA main.synchronous");
+  if (!sync.ok()) return sync.status();
+  if (*sync != "2") {
+    const std::string what = "sqlite " + opt_.db_path + ": synchronous is " + *sync +
+                             ", not FULL (2): a commit may be lost";
+    if (!opt_.unsafe_no_fsync) return error(Code::failed_precondition, what);
+    spdlog::warn("UNSAFE: {} (--unsafe-no-fsync)", what);
+  }
   DTX_RETURN_IF_ERROR(
       exec_simple(db, opt_.foreign_keys ? "PRAGMA foreign_keys=ON" : "PRAGMA foreign_keys=OFF"));
+  DTX_RETURN_IF_ERROR(register_txid_below(db));
   return exec_simple(db, kCreateMarkers);
+}
+
+namespace {
+
+// dtx_txid_below(txid, cluster, round, node, seq): 1 if txid is a canonical
+// txid of `cluster` below (round, node, seq) (txn/txid.h), else 0.
+void txid_below_fn(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+  (void)argc;
+  const unsigned char* text = sqlite3_value_text(argv[0]);
+  const unsigned char* cluster = sqlite3_value_text(argv[1]);
+  int below = 0;
+  if (text && cluster) {
+    auto t = txn::Txid::parse(reinterpret_cast<const char*>(text));
+    if (t.ok() && t->cluster == reinterpret_cast<const char*>(cluster)) {
+      txn::Txid w(t->cluster,
+                  txn::BallotId{static_cast<uint64_t>(sqlite3_value_int64(argv[2])),
+                                static_cast<uint32_t>(sqlite3_value_int64(argv[3]))},
+                  static_cast<uint64_t>(sqlite3_value_int64(argv[4])));
+      below = *t < w ? 1 : 0;
+    }
+  }
+  sqlite3_result_int(ctx, below);
+}
+
+}  // namespace
+
+Status SqliteResource::register_txid_below(sqlite3* db) {
+  const int rc = sqlite3_create_function(db, "dtx_txid_below", 5,
+                                         SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_DIRECTONLY,
+                                         nullptr, txid_below_fn, nullptr, nullptr);
+  if (rc != SQLITE_OK) {
+    return error(Code::internal, "sqlite3_create_function: " + result_code_name(rc));
+  }
+  return ok_status();
+}
+
+Result<uint64_t> SqliteResource::forget_below(const txn::Txid& watermark) {
+  {
+    // The write lock, between branches; never long: a busy database drops
+    // its markers at a later upkeep.
+    std::unique_lock lk(mu_);
+    DTX_RETURN_IF_ERROR(check_usable());
+    if (!writer_cv_.wait_for(lk, std::chrono::milliseconds(200),
+                             [&] { return !writer_taken() || !failed_.ok(); })) {
+      return error(Code::busy, "the write lock stayed taken: markers are dropped later");
+    }
+    DTX_RETURN_IF_ERROR(check_usable());
+    active_txid_ = "dtx:forget-markers";
+  }
+  sqlite3* db = writer_.get();
+  sqlite3_busy_timeout(db, 1000);
+  auto fail_with = [&](const std::string& what) -> Status {
+    (void)exec_simple(db, "ROLLBACK");
+    release_writer();
+    return error(Code::io_error, "dropping markers below " + watermark.str() + ": " + what);
+  };
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail_with(describe_last_error(db));
+  }
+  sqlite3_stmt* st = nullptr;
+  if (sqlite3_prepare_v2(db, "DELETE FROM dtx_markers WHERE dtx_txid_below(txid, ?1, ?2, ?3, ?4)",
+                         -1, &st, nullptr) != SQLITE_OK) {
+    return fail_with(describe_last_error(db));
+  }
+  sqlite3_bind_text(st, 1, watermark.cluster.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, static_cast<int64_t>(watermark.round));
+  sqlite3_bind_int64(st, 3, static_cast<int64_t>(watermark.node));
+  sqlite3_bind_int64(st, 4, static_cast<int64_t>(watermark.seq));
+  const int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) return fail_with(describe_last_error(db));
+  const uint64_t n = static_cast<uint64_t>(sqlite3_changes(db));
+  if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return fail_with(describe_last_error(db));
+  }
+  release_writer();
+  return n;
 }
 
 Result<std::vector<std::string>> SqliteResource::open() {

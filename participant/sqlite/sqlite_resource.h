@@ -72,9 +72,12 @@
 //
 // Files
 //   <db>                the database; opened with journal_mode=WAL and
-//                       synchronous=FULL; dtx_markers(txid TEXT PRIMARY KEY,
-//                       created_at INTEGER NOT NULL) is created if missing
-//                       (created_at: milliseconds since the Unix epoch).
+//                       synchronous=FULL (read back; anything else refuses
+//                       to open unless unsafe_no_fsync); dtx_markers(txid
+//                       TEXT PRIMARY KEY, created_at INTEGER NOT NULL) is
+//                       created if missing (created_at: milliseconds since
+//                       the Unix epoch); rows below the coordinator's forget
+//                       watermark are deleted by forget_below().
 //   <db>.dtx-lock       flock'd for the resource's lifetime: one agent per
 //                       database (a second open() gets Code::busy).
 //   <wal_dir>/          the agent WAL (its LOCK is flock'd by SegmentedLog);
@@ -142,6 +145,9 @@ struct SqliteOptions {
   // the yes vote), "db_committed" (after COMMIT, before COMMITTED is
   // appended), "db_rolled_back" (after ROLLBACK, before ABORTED).
   std::function<void(std::string_view point, const std::string& txid)> test_hook;
+  // open() refuses a database whose synchronous does not read back FULL
+  // unless this is set (then it warns): tests and throwaway set-ups only.
+  bool unsafe_no_fsync = false;
 };
 
 class SqliteBranch;
@@ -165,6 +171,9 @@ class SqliteResource final : public Resource {
   std::vector<std::string> prepared() const override;
   std::string describe() const override;
   bool healthy() override;
+  // Deletes the markers of txids below the watermark (T3), taking the write
+  // lock between branches (waiting at most 200 ms: Code::busy otherwise).
+  Result<uint64_t> forget_below(const txn::Txid& watermark) override;
 
   // For an in-doubt branch whose redo conflicted (open() refused): records
   // that an operator settled it by hand, so the agent can start. Takes the
@@ -190,6 +199,7 @@ class SqliteResource final : public Resource {
 
   static wal::Options wal_options(const SqliteOptions& o);
   Status configure_writer();
+  static Status register_txid_below(sqlite3* db);
   Status recover(std::vector<std::string>* in_doubt);
   // Redoes a recovered branch and holds it; Code::failed_precondition on a
   // conflict.

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cinttypes>
@@ -19,6 +20,7 @@
 #include <map>
 #include <mutex>
 #include <pqxx/pqxx>
+#include <stdexcept>
 #include <thread>
 
 #include "participant/core/branch_machine.h"
@@ -203,7 +205,17 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
     } else {
       a.insert(a.end(), {"--sqlite", sqlite_path_, "--wal-dir", dir_.sub("wal")});
     }
-    a.insert(a.end(), extra_args_.begin(), extra_args_.end());
+    // An extra option given twice takes the extra value (CLI11 takes each once).
+    for (size_t i = 0; i < extra_args_.size(); ++i) {
+      const bool has_value = i + 1 < extra_args_.size() && extra_args_[i + 1].rfind("--", 0) != 0;
+      auto at = std::find(a.begin(), a.end(), extra_args_[i]);
+      if (at != a.end() && has_value && at + 1 != a.end()) {
+        *(at + 1) = extra_args_[++i];
+        continue;
+      }
+      a.push_back(extra_args_[i]);
+      if (has_value) a.push_back(extra_args_[++i]);
+    }
     return a;
   }
 
@@ -218,7 +230,9 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
       if (!agent_.running()) break;
       std::this_thread::sleep_for(20ms);
     }
-    FAIL() << "dtx-agent did not become ready:\n" << agent_.log();
+    ADD_FAILURE() << "dtx-agent did not become ready:\n" << agent_.log();
+    // Ends the test (gtest reports it) instead of letting it go on without an agent.
+    throw std::runtime_error("dtx-agent did not start");
   }
   void kill9() {
     agent_.signal(SIGKILL);

@@ -585,7 +585,9 @@ TEST(PgNames, gids_are_checked_and_parsed_exactly) {
   EXPECT_FALSE(pg::check_name("txid", "").ok());
   EXPECT_FALSE(pg::check_name("txid", "a:b").ok());
   EXPECT_FALSE(pg::check_name("txid", "a'b").ok());
-  EXPECT_FALSE(pg::check_name("txid", std::string(65, 'a')).ok());
+  EXPECT_TRUE(pg::check_name("txid", std::string(txn::kTxidTextMax, 'a')).ok());
+  EXPECT_FALSE(pg::check_name("txid", std::string(txn::kTxidTextMax + 1, 'a')).ok());
+  EXPECT_FALSE(pg::check_name("cluster id", std::string(txn::kClusterIdMax + 1, 'c')).ok());
   EXPECT_EQ(pg::txid_of_gid("dtx:c1:t.1:bank", "c1", "bank"), "t.1");
   EXPECT_EQ(pg::txid_of_gid("dtx:c1:t.1:bank", "c1", "ank"), std::nullopt);
   EXPECT_EQ(pg::txid_of_gid("dtx:c1:t.1:bank", "c", "bank"), std::nullopt);
@@ -778,6 +780,36 @@ TEST_F(PgResourceTest, branch_life_cycle_edges) {
   PgOptions bad = options();
   bad.cluster_id = "a b";
   EXPECT_EQ(PgResource(bad).open().status().code(), Code::invalid_argument);
+}
+
+// The shared test server runs with fsync on, so the refusal itself is
+// checked on the settings it is decided from.
+TEST(PgSql, a_server_that_does_not_make_commits_durable_is_named) {
+  EXPECT_FALSE(pg::durability_problem("on", "on").has_value());
+  auto off = pg::durability_problem("off", "on");
+  ASSERT_TRUE(off.has_value());
+  EXPECT_NE(off->find("fsync=off"), std::string::npos) << *off;
+  EXPECT_TRUE(pg::durability_problem("on", "off").has_value());
+}
+
+TEST_F(PgResourceTest, markers_below_the_forget_watermark_are_deleted_and_others_kept) {
+  admin("INSERT INTO " + table_ + " VALUES (1, 'a')");
+  auto r = open(options());
+  ASSERT_TRUE(r);
+  PgResource& res = *r;
+  std::vector<std::string> txids;
+  for (uint64_t seq = 1; seq <= 5; ++seq) {
+    txids.push_back(txn::Txid(cluster_, txn::BallotId{3, 1}, seq).str());
+    prepare_row(res, txids.back(), static_cast<int64_t>(100 + seq));
+    ASSERT_EQ(*res.commit(txids.back()), Outcome::committed);
+  }
+  auto n = res.forget_below(txn::Txid(cluster_, txn::BallotId{3, 1}, 4));
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 3u);
+  EXPECT_EQ(*res.outcome_of(txids[3]), Outcome::committed) << "at the watermark: kept";
+  EXPECT_EQ(*res.outcome_of(txids[4]), Outcome::committed);
+  EXPECT_EQ(*res.forget_below(txn::Txid("other", txn::BallotId{9, 9}, 9)), 0u)
+      << "another cluster's watermark deletes nothing";
 }
 
 TEST_F(PgResourceTest, repeatable_read_conflict_reports_serialization_failure) {
