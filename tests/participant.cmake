@@ -4,6 +4,13 @@ add_executable(dtx-participant-tests unit/branch_machine_test.cc)
 target_link_libraries(dtx-participant-tests PRIVATE dtx_participant_core GTest::gtest GTest::gtest_main)
 gtest_discover_tests(dtx-participant-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 120)
 
+# In-process: the agent's lanes, locks and timers on a fake database and a
+# manual clock (no HTTP, no sleeping for timers).
+add_executable(dtx-agent-inprocess-tests unit/agent_inprocess_test.cc)
+target_link_libraries(dtx-agent-inprocess-tests PRIVATE dtx_participant GTest::gtest
+  GTest::gtest_main)
+gtest_discover_tests(dtx-agent-inprocess-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 120)
+
 # Integration: dtx-agent processes on a real PostgreSQL (DTX_TEST_PG_URL,
 # started by scripts/test) and real SQLite files.
 if(TARGET dtx-agent)
