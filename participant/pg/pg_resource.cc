@@ -579,22 +579,29 @@ Status PgResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
     if (Status locked = check_agent_lock(); !locked.ok()) {
       return no_vote(&e, kRefusedByDtx, locked.message(), locked.code());
     }
-    // The marker row, and (A1) the backend BEGIN ran on must still be the
-    // one we talk to: one round trip for both.
-    auto marker = s->exec(
-        "INSERT INTO dtx_markers (cluster, agent, txid) VALUES ($1, $2, $3) "
-        "RETURNING pg_backend_pid()",
-        {options_.cluster_id, options_.agent_name, txid}, &e);
-    if (!marker.ok()) return marker.status();
-    const int now_pid = (*marker)[0][0].as<int>();
-    if (now_pid != b->backend_pid() || s->broken()) {
+    // The marker row and PREPARE TRANSACTION in one round trip. The marker
+    // is inserted only if (A1) the backend is still the one BEGIN ran on:
+    // another backend (a re-opened connection) inserts nothing, is in no
+    // transaction, and its PREPARE answers ROLLBACK (A2). Should PREPARE
+    // still say PREPARE TRANSACTION without the marker, the vote is no and
+    // whatever was prepared is rolled back below (as for a session lost
+    // around PREPARE).
+    sent_prepare = true;
+    bool marked = false;
+    Status prepared = s->mark_and_prepare(
+        "INSERT INTO dtx_markers (cluster, agent, txid) SELECT $1, $2, $3 "
+        "WHERE pg_backend_pid() = $4",
+        {options_.cluster_id, options_.agent_name, txid, std::to_string(b->backend_pid())},
+        gid(txid), &marked, &e);
+    if (!prepared.ok()) return prepared;
+    if (!marked || s->broken()) {
       return no_vote(&e, kSessionLost,
-                     fmt::format("the branch began on backend {} but the session now reaches {}",
-                                 b->backend_pid(), now_pid),
+                     fmt::format("the branch began on backend {}, and the session no longer "
+                                 "reaches it: no marker was written",
+                                 b->backend_pid()),
                      Code::unavailable);
     }
-    sent_prepare = true;
-    return s->prepare_transaction(gid(txid), &e);
+    return ok_status();
   };
   Status vote = attempt();
 

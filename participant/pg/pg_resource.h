@@ -28,10 +28,12 @@
 //                 guard, not a parser). Any error dooms the branch: later
 //                 execs fail at once without touching the session, and
 //                 prepare() votes no.
-//   prepare()     checks pg_backend_pid() and that the connection is the one
-//                 BEGIN ran on (A1), inserts the marker row, runs
-//                 PREPARE TRANSACTION 'dtx:<cluster>:<txid>:<agent>' and votes
-//                 yes only on the tag "PREPARE TRANSACTION" (A2). The session
+//   prepare()     in one round trip (a libpq pipeline): inserts the marker
+//                 row only if pg_backend_pid() is still the backend BEGIN ran
+//                 on (A1), then PREPARE TRANSACTION
+//                 'dtx:<cluster>:<txid>:<agent>'; votes yes only if the
+//                 marker went in and the tag is "PREPARE TRANSACTION" (A2);
+//                 anything prepared without its marker is rolled back. The session
 //                 then goes back to the pool: the prepared transaction
 //                 belongs to the server.
 //   commit()/     COMMIT PREPARED / ROLLBACK PREPARED on a free pool session,

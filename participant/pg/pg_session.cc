@@ -287,6 +287,71 @@ Status PgSession::prepare_transaction(std::string_view gid, DbError* err) {
   return error(Code::invalid_argument, fmt::format("{}: {}", state ? state : "", message));
 }
 
+Status PgSession::mark_and_prepare(std::string_view marker_sql,
+                                   const std::vector<TextParam>& params, std::string_view gid,
+                                   bool* marked, DbError* err) {
+  *marked = false;
+  if (broken_now()) return lost("the session broke before PREPARE TRANSACTION", err);
+  pg_conn* c = record_.conn;
+  using ResultPtr = std::unique_ptr<PGresult, decltype(&PQclear)>;
+  auto conn_error = [&] { return trimmed(PQerrorMessage(c)); };
+  if (PQenterPipelineMode(c) != 1) return lost("cannot enter pipeline mode: " + conn_error(), err);
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (const TextParam& p : params)
+    values.push_back(p ? p->c_str() : nullptr);
+  const std::string marker_text(marker_sql);
+  const std::string prepare_text = fmt::format("PREPARE TRANSACTION '{}'", gid);
+  const bool sent =
+      PQsendQueryParams(c, marker_text.c_str(), static_cast<int>(values.size()), nullptr,
+                        values.data(), nullptr, nullptr, 0) == 1 &&
+      PQsendQueryParams(c, prepare_text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+      PQpipelineSync(c) == 1;
+  // From here the outcome may be unknown: PREPARE may have been sent.
+  if (!sent) return lost("sending the marker and PREPARE TRANSACTION: " + conn_error(), err);
+  ResultPtr step[2] = {{nullptr, &PQclear}, {nullptr, &PQclear}};
+  for (auto& res : step) {
+    res.reset(PQgetResult(c));
+    if (res == nullptr || PQstatus(c) != CONNECTION_OK) {
+      return lost("during PREPARE TRANSACTION: " + conn_error(), err);
+    }
+    while (PGresult* extra = PQgetResult(c))
+      PQclear(extra);
+  }
+  ResultPtr sync(PQgetResult(c), &PQclear);
+  if (sync == nullptr || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC ||
+      PQexitPipelineMode(c) != 1 || PQstatus(c) != CONNECTION_OK) {
+    return lost("leaving pipeline mode after PREPARE TRANSACTION: " + conn_error(), err);
+  }
+  if (broken()) return lost("the connection was re-opened during PREPARE TRANSACTION", err);
+  auto failed = [&](PGresult* res) -> Status {
+    const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    std::string message = trimmed(PQresultErrorMessage(res));
+    if (message.empty()) message = PQresStatus(PQresultStatus(res));
+    if (err) *err = DbError{state ? state : "", message};
+    return error(Code::invalid_argument, fmt::format("{}: {}", state ? state : "", message));
+  };
+  if (PQresultStatus(step[0].get()) != PGRES_COMMAND_OK &&
+      PQresultStatus(step[0].get()) != PGRES_TUPLES_OK) {
+    return failed(step[0].get());  // PREPARE did not run (the pipeline was aborted)
+  }
+  *marked = std::strcmp(PQcmdTuples(step[0].get()), "1") == 0;
+  const ExecStatusType status = PQresultStatus(step[1].get());
+  const char* tag = PQcmdStatus(step[1].get());
+  if (status == PGRES_COMMAND_OK && std::strcmp(tag, "PREPARE TRANSACTION") == 0) {
+    return ok_status();
+  }
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+    std::string message = fmt::format(
+        "PostgreSQL answered '{}' to PREPARE TRANSACTION: the transaction had failed or was not "
+        "open, and nothing was prepared",
+        tag);
+    if (err) *err = DbError{std::string(kPrepareFailed), message};
+    return error(Code::failed_precondition, message);
+  }
+  return failed(step[1].get());
+}
+
 Status PgSession::ping(std::chrono::milliseconds timeout) {
   if (broken_now()) return lost("the session broke earlier", nullptr);
   // libpq's asynchronous calls, so the wait is bounded on this side even

@@ -82,6 +82,15 @@ class PgSession {
   // when the connection broke (the outcome is then unknown: the transaction
   // may or may not be prepared).
   Status prepare_transaction(std::string_view gid, DbError* err);
+  // The marker row and PREPARE TRANSACTION in one round trip (one libpq
+  // pipeline): `marker_sql` with `params` first, then PREPARE TRANSACTION
+  // '<gid>'; if the marker statement fails, PREPARE does not run. ok as
+  // prepare_transaction(), and only if the marker statement changed exactly
+  // one row: *marked says whether it did (the caller's statement inserts
+  // nothing when the backend is not the branch's, A1). Errors as
+  // prepare_transaction(); a marker that failed is reported as its error.
+  Status mark_and_prepare(std::string_view marker_sql, const std::vector<TextParam>& params,
+                          std::string_view gid, bool* marked, DbError* err);
 
   // SELECT 1, answered within `timeout` (client side). Code::timeout when
   // it was not (the session is then broken: a query still in flight cannot
