@@ -4,11 +4,12 @@ namespace dtx::participant {
 
 namespace {
 
-// The agent only opens branches for canonical txids (the routes check), so
-// parsing cannot fail here; a record of an unparsable one is a bug.
-txn::Txid key_of(const std::string& txid) {
+// The routes take canonical txids only, but a branch recovered at start-up
+// may carry an older form (prepared before txids were structured): it gets
+// no outcome record, and its repeats are answered from the database.
+std::optional<txn::Txid> key_of(const std::string& txid) {
   auto t = txn::Txid::parse(txid);
-  DTX_ASSERT(t.ok(), "a branch with a txid that is not canonical");
+  if (!t.ok()) return std::nullopt;
   return std::move(*t);
 }
 
@@ -28,7 +29,7 @@ BranchTable::OpenResult BranchTable::open(const std::string& txid,
     *slot = it->second;
     return OpenResult::existing;
   }
-  if (outcomes_.count(key_of(txid))) return OpenResult::finished;
+  if (auto key = key_of(txid); key && outcomes_.count(*key)) return OpenResult::finished;
   if (below_watermark_locked(txid)) return OpenResult::forgotten;
   *slot = std::make_shared<BranchSlot>(make());
   branches_.emplace(txid, *slot);
@@ -54,11 +55,11 @@ bool BranchTable::remember(const std::string& txid, Outcome outcome, int64_t now
 }
 
 void BranchTable::record_locked(const std::string& txid, Outcome outcome, int64_t now_ms) {
-  txn::Txid key = key_of(txid);
+  std::optional<txn::Txid> key = key_of(txid);
   // Below the watermark nobody asks again: keeping it would only grow.
-  if (watermark_ && key < *watermark_) return;
-  if (outcomes_.emplace(key, Record{outcome, now_ms}).second) {
-    outcome_ages_.emplace_back(now_ms, std::move(key));
+  if (!key || (watermark_ && *key < *watermark_)) return;
+  if (outcomes_.emplace(*key, Record{outcome, now_ms}).second) {
+    outcome_ages_.emplace_back(now_ms, std::move(*key));
   }
 }
 
