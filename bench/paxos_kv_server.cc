@@ -5,8 +5,9 @@
 //
 //   PUT /kv/{key}      body: the value. 200 {"slot": n} once applied;
 //                      307 with Location and {"leader": id} on a follower;
-//                      503 {"error": ...} when the outcome is unknown or the
-//                      replica is busy.
+//                      413 when key and value do not fit a Paxos slot;
+//                      503 {"error": ...} when the outcome is unknown, the
+//                      leader does not serve yet or the replica is busy.
 //   GET /kv/{key}      linearizable read (read-index): 200 {"value": ...} or 404.
 //   GET /status        the node's status.
 //   GET /healthz       no token needed.
@@ -162,7 +163,9 @@ int main(int argc, char** argv) {
   no.snapshot_every_slots = snapshot_every;
   if (window > 0) no.tuning.window_slots = window;
   NodeCallbacks cb;
-  cb.apply = [kv](Slot, const Command& c) { kv->apply(c); };
+  cb.apply = [kv](const AppliedEntry& e) {
+    if (e.kind == AppliedEntry::Kind::command) kv->apply(*e.command);
+  };
   cb.snapshot = [kv] { return kv->snapshot(); };
   cb.restore = [kv](Slot, const std::string& data) { kv->restore(data); };
   auto node_r = Node::start(no, cb);
@@ -199,6 +202,12 @@ int main(int argc, char** argv) {
               return reply(redirect(r.leader, target));
             case ProposeResult::Outcome::busy:
               return reply(rest::Response::error(503, "busy", "proposal queue full"));
+            case ProposeResult::Outcome::not_serving:
+              return reply(rest::Response::error(503, "not_serving",
+                                                 "the leader has not applied its barrier yet"));
+            case ProposeResult::Outcome::too_large:
+              return reply(
+                  rest::Response::error(413, "too_large", "the value does not fit a Paxos slot"));
             default:
               return reply(
                   rest::Response::error(503, outcome_name(r.outcome),

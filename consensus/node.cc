@@ -11,22 +11,6 @@
 
 namespace dtx::consensus {
 
-const char* outcome_name(ProposeResult::Outcome o) {
-  switch (o) {
-    case ProposeResult::Outcome::applied:
-      return "applied";
-    case ProposeResult::Outcome::unknown:
-      return "unknown";
-    case ProposeResult::Outcome::not_leader:
-      return "not_leader";
-    case ProposeResult::Outcome::busy:
-      return "busy";
-    case ProposeResult::Outcome::stopped:
-      return "stopped";
-  }
-  return "?";
-}
-
 struct Node::TickTimer {
   explicit TickTimer(EventLoop& loop) : timer(io_of(loop)) {}
   boost::asio::steady_timer timer;
@@ -53,6 +37,7 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options, NodeCallbacks cal
   cfg.seed = std::random_device{}();  // election jitter only
   cfg.bugs = PlantedBugs{};
   DTX_RETURN_IF_ERROR(validate(cfg));
+  node->command_bytes_max_ = cfg.command_bytes_max();
 
   StorageOptions so;
   so.dir = opt.data_dir;
@@ -61,46 +46,85 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options, NodeCallbacks cal
   so.members = cfg.members;
   so.bootstrap = opt.bootstrap;
   so.fs = opt.fs;
+  // P10: a slot holding one batch of the largest size must fit one log
+  // record, or a proposal would become a value no replica can store.
+  if (record_bytes_max(so) < batch_record_bytes(cfg.batch_bytes_max)) {
+    return error(Code::invalid_argument,
+                 "batch_bytes_max " + std::to_string(cfg.batch_bytes_max) +
+                     " does not fit the write-ahead log's record limit of " +
+                     std::to_string(record_bytes_max(so)) + " bytes");
+  }
   Node* raw = node.get();
   so.callback_executor = [raw](std::function<void()> fn) { raw->loop_.post(std::move(fn)); };
   Recovered rec;
   auto storage = PaxosStorage::open(so, &rec);
   if (!storage.ok()) return storage.status();
   node->storage_ = std::move(*storage);
-  if (rec.snapshot && node->cb_.restore) {
-    node->cb_.restore(rec.snapshot_index, *rec.snapshot);
-  }
-  node->applied_ = rec.snapshot_index;
-  node->last_snapshot_ = rec.snapshot_index;
-  node->core_ = std::make_unique<Replica>(cfg, std::move(rec));
 
-  TransportOptions to;
-  to.self = opt.self;
-  to.cluster_id = opt.cluster_id;
-  to.membership_hash = membership_hash(opt.cluster_id, cfg.members);
-  to.listen = opt.listen;
-  to.secret = opt.secret;
-  for (const auto& [id, addr] : opt.replicas) {
-    if (id != opt.self) to.peers[id] = addr;
-  }
-  auto transport = Transport::start(node->loop_, to, [raw](Message m) {
-    if (raw->stopping_) return;
-    raw->core_->step(m);
-    raw->drain();
-  });
-  if (!transport.ok()) return transport.status();
-  node->transport_ = std::move(*transport);
-  node->ticker_ = std::make_unique<TickTimer>(node->loop_);
-  node->loop_.post([raw] {
-    raw->drain();
-    raw->on_tick();
-  });
-  node->publish_status();
+  // Everything from here on happens on the loop thread, restore() included.
   node->loop_.start();
   node->running_ = true;
+  std::promise<Status> started;
+  auto f = started.get_future();
+  node->loop_.post(
+      [raw, &cfg, &rec, &started] { started.set_value(raw->start_on_loop(cfg, std::move(rec))); });
+  Status s = f.get();
+  if (!s.ok()) return s;  // ~Node stops the loop
   spdlog::info("paxos node {}: started, cluster {}, {} replicas, listening on {}", opt.self,
                opt.cluster_id, opt.replicas.size(), opt.listen);
   return node;
+}
+
+Status Node::start_on_loop(const Config& cfg, Recovered rec) {
+  if (rec.snapshot && cb_.restore) cb_.restore(rec.snapshot_index, *rec.snapshot);
+  last_snapshot_ = rec.snapshot_index;
+  const Slot applied = rec.snapshot_index;
+  ExecutorCallbacks ec;
+  ec.apply = cb_.apply;
+  ec.restore = [this](Slot index, const std::string& data) {
+    if (cb_.restore) cb_.restore(index, data);
+    // The storage saved it as this replica's snapshot (P6).
+    last_snapshot_ = std::max(last_snapshot_, index);
+    spdlog::info("paxos node {}: installed a snapshot at slot {}", opt_.self, index);
+  };
+  ec.on_leader = [this](Ballot b, Slot slot) {
+    spdlog::info("paxos node {}: leading with ballot {} from slot {}", opt_.self, b.describe(),
+                 slot);
+    if (cb_.on_leader) cb_.on_leader(b, slot);
+  };
+  ec.on_leadership_lost = [this] {
+    spdlog::info("paxos node {}: lost leadership", opt_.self);
+    if (cb_.on_leadership_lost) cb_.on_leadership_lost();
+  };
+  ExecutorIo& io = *this;
+  exec_ = std::make_unique<Executor>(std::make_unique<Replica>(cfg, std::move(rec)), io,
+                                     std::move(ec), applied);
+
+  TransportOptions to;
+  to.self = opt_.self;
+  to.cluster_id = opt_.cluster_id;
+  to.membership_hash = membership_hash(opt_.cluster_id, cfg.members);
+  to.listen = opt_.listen;
+  to.secret = opt_.secret;
+  for (const auto& [id, addr] : opt_.replicas) {
+    if (id != opt_.self) to.peers[id] = addr;
+  }
+  auto transport = Transport::start(loop_, to, [this](Message m) {
+    if (stopping_) return;
+    exec_->step(m);
+    after_step();
+  });
+  if (!transport.ok()) {
+    stopping_ = true;
+    exec_->stop();
+    return transport.status();
+  }
+  transport_ = std::move(*transport);
+  ticker_ = std::make_unique<TickTimer>(loop_);
+  exec_->process();
+  after_step();
+  on_tick();
+  return ok_status();
 }
 
 Node::~Node() {
@@ -108,142 +132,82 @@ Node::~Node() {
 }
 
 void Node::stop() {
-  if (stopped_.exchange(true)) return;
+  {
+    std::lock_guard lock(stop_mu_);
+    if (stopped_) return;
+    stopped_ = true;
+  }
   if (!running_) return;  // start() failed before the loop ran: nothing to wind down
+  // Queued after every call posted before stopped_ was set: those run first,
+  // and whatever they left pending resolves here.
   std::promise<void> done;
   auto f = done.get_future();
   loop_.post([this, &done] {
     stopping_ = true;
     if (ticker_) ticker_->timer.cancel();
     if (transport_) transport_->stop();
-    fail_pending(ProposeResult::Outcome::stopped);
+    if (exec_) exec_->stop();
+    publish_status();
     done.set_value();
   });
-  f.wait_for(std::chrono::seconds(10));
+  if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    spdlog::error("paxos node {}: the loop did not wind down within 10 s", opt_.self);
+  }
   loop_.stop();
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
   transport_.reset();
   storage_.reset();  // flushes and closes the log
 }
 
+bool Node::post_unless_stopped(std::function<void()> fn) {
+  std::lock_guard lock(stop_mu_);
+  if (stopped_) return false;
+  loop_.post(std::move(fn));
+  return true;
+}
+
+void Node::after_step() {
+  publish_status();
+  maybe_snapshot();
+}
+
 void Node::on_tick() {
   if (stopping_) return;
-  core_->tick();
-  drain();
+  exec_->tick();
+  after_step();
   ticker_->timer.expires_after(std::chrono::milliseconds(opt_.tick_ms));
   ticker_->timer.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) on_tick();
   });
 }
 
-void Node::drain() {
-  while (!stopping_ && core_->has_ready())
-    handle(core_->take_ready());
-  publish_status();
-  maybe_snapshot();
+void Node::send(const Message& m) {
+  transport_->send(m);
 }
 
-void Node::handle(Ready r) {
-  if (r.install) {
-    if (cb_.restore) cb_.restore(r.install->index, *r.install->data);
-    applied_ = r.install->index;
-    last_snapshot_ = r.install->index;  // storage saved it as this replica's snapshot
-    spdlog::info("paxos node {}: installed a snapshot at slot {}", opt_.self, r.install->index);
-  }
-  for (const Ready::Applied& a : r.apply) {
-    Value v;
-    if (!decode_value(*a.value, &v)) {
-      spdlog::critical("paxos node {}: chosen value at slot {} does not decode", opt_.self, a.slot);
-      std::abort();
-    }
-    for (const Command& c : v.commands) {
-      if (cb_.apply) cb_.apply(a.slot, c);
-      if (c.origin == opt_.self) {
-        auto p = proposals_.find(c.seq);
-        if (p != proposals_.end()) {
-          auto done = std::move(p->second);
-          proposals_.erase(p);
-          done(ProposeResult{ProposeResult::Outcome::applied, a.slot, std::nullopt});
-        }
-      }
-    }
-    applied_ = a.slot;
-  }
-  while (!applied_waiters_.empty() && applied_waiters_.begin()->first <= applied_) {
-    auto fn = std::move(applied_waiters_.begin()->second);
-    applied_waiters_.erase(applied_waiters_.begin());
-    fn();
-  }
-  if (r.serving) {
-    spdlog::info("paxos node {}: leading with ballot {} from slot {}", opt_.self,
-                 r.serving->first.describe(), r.serving->second);
-    if (cb_.on_leader) cb_.on_leader(r.serving->first, r.serving->second);
-  }
-  if (r.lost_leadership) {
-    spdlog::info("paxos node {}: lost leadership", opt_.self);
-    // P7: what was proposed may still be chosen by the next leader.
-    fail_pending(ProposeResult::Outcome::unknown);
-    if (cb_.on_leadership_lost) cb_.on_leadership_lost();
-  }
-  for (uint64_t id : r.reads_failed) {
-    auto it = reads_.find(id);
-    if (it == reads_.end()) continue;
-    auto done = std::move(it->second);
-    reads_.erase(it);
-    done(error(Code::unavailable, "leadership lost before the read was confirmed"));
-  }
-  for (const auto& [id, index] : r.reads_ready) {
-    auto it = reads_.find(id);
-    if (it == reads_.end()) continue;
-    auto done = std::move(it->second);
-    reads_.erase(it);
-    const Slot at = index;
-    if (applied_ >= at) {
-      done(at);
-    } else {
-      applied_waiters_.emplace(at, [done = std::move(done), at] { done(at); });
-    }
-  }
-  for (const Message& m : r.send)
-    transport_->send(m);
-  if (r.persist_id != 0) {
-    auto after = std::make_shared<std::vector<Message>>(std::move(r.send_after_persist));
-    const uint64_t id = r.persist_id;
-    storage_->persist(r, [this, after, id] {
-      // On the loop (the storage's callback executor).
-      if (stopping_) return;
-      for (const Message& m : *after)
-        transport_->send(m);
-      core_->on_persisted(id);
-      drain();
-    });
-  } else {
-    for (const Message& m : r.send_after_persist)
-      transport_->send(m);
-  }
-}
-
-void Node::fail_pending(ProposeResult::Outcome outcome) {
-  auto proposals = std::move(proposals_);
-  proposals_.clear();
-  for (auto& [seq, done] : proposals)
-    done(ProposeResult{outcome, 0, std::nullopt});
-  auto reads = std::move(reads_);
-  reads_.clear();
-  for (auto& [id, done] : reads)
-    done(error(Code::unavailable, "replica stopping or not leader"));
+void Node::persist(const Ready& ready) {
+  const uint64_t id = ready.persist_id;
+  storage_->persist(ready, [this, id] {
+    // On the loop (the storage's callback executor).
+    if (stopping_) return;
+    exec_->on_persisted(id);
+    after_step();
+  });
 }
 
 void Node::maybe_snapshot() {
   if (snapshot_running_ || stopping_ || !cb_.snapshot) return;
-  if (applied_ < last_snapshot_ + opt_.snapshot_every_slots) return;
-  const Slot index = applied_;
+  const Slot applied = exec_->applied_index();
+  if (applied < last_snapshot_ + opt_.snapshot_every_slots) return;
+  const Slot index = applied;
   std::function<std::string()> serialize = cb_.snapshot();
   if (!serialize) return;
   snapshot_running_ = true;
   if (snapshot_thread_.joinable()) snapshot_thread_.join();
   // P6: serialized and written off the loop; the core learns of it (and the
-  // log is truncated) only once it is durable.
+  // log is truncated) only once it is durable. The storage writes one
+  // snapshot at a time: a peer's snapshot installed meanwhile waits for this
+  // one, and whichever index is higher stays.
   snapshot_thread_ = std::thread([this, index, serialize = std::move(serialize)] {
     std::string data = serialize();
     Status s = storage_->save_snapshot(index, data);
@@ -253,8 +217,13 @@ void Node::maybe_snapshot() {
         spdlog::error("paxos node {}: snapshot at {} failed: {}", opt_.self, index, s.describe());
         return;
       }
+      if (index <= last_snapshot_) {
+        spdlog::info("paxos node {}: snapshot at slot {} superseded by one at {}", opt_.self, index,
+                     last_snapshot_);
+        return;
+      }
       last_snapshot_ = index;
-      if (!stopping_) core_->on_snapshot(index, bytes);
+      if (!stopping_) exec_->on_snapshot(index, bytes);
       spdlog::info("paxos node {}: snapshot at slot {} ({} bytes)", opt_.self, index,
                    bytes->size());
     });
@@ -262,16 +231,17 @@ void Node::maybe_snapshot() {
 }
 
 void Node::publish_status() {
-  ReplicaStatus s = core_->status();
+  if (!exec_) return;
+  ReplicaStatus s = exec_->core().status();
   std::lock_guard lock(status_mu_);
   status_.self = opt_.self;
-  status_.role = s.role;
-  status_.serving = s.serving;
+  status_.role = stopping_ ? Role::follower : s.role;
+  status_.serving = !stopping_ && s.serving;
   status_.leader = s.leader;
   status_.ballot = s.ballot;
   status_.promised = s.promised;
   status_.commit_index = s.commit_index;
-  status_.applied_index = applied_;
+  status_.applied_index = exec_->applied_index();
   status_.snapshot_index = s.compaction_index;
 }
 
@@ -281,7 +251,7 @@ NodeStatus Node::status() const {
 }
 
 TransportStats Node::transport_stats() const {
-  return transport_->stats();
+  return transport_ ? transport_->stats() : TransportStats{};
 }
 
 std::string Node::address_of(NodeId id) const {
@@ -290,41 +260,32 @@ std::string Node::address_of(NodeId id) const {
 }
 
 void Node::post(std::function<void()> fn) {
-  loop_.post(std::move(fn));
+  post_unless_stopped(std::move(fn));
 }
 
 void Node::propose(std::string payload, std::function<void(ProposeResult)> done) {
-  loop_.post([this, payload = std::move(payload), done = std::move(done)]() mutable {
-    if (stopping_) return done(ProposeResult{ProposeResult::Outcome::stopped, 0, std::nullopt});
-    auto seq = core_->propose(std::move(payload));
-    if (!seq.ok()) {
-      ProposeResult r;
-      r.outcome = seq.status().code() == Code::busy ? ProposeResult::Outcome::busy
-                                                    : ProposeResult::Outcome::not_leader;
-      r.leader = core_->status().leader;
-      return done(r);
-    }
-    proposals_.emplace(*seq, std::move(done));
-    drain();
+  auto shared = std::make_shared<std::function<void(ProposeResult)>>(std::move(done));
+  const bool posted = post_unless_stopped([this, payload = std::move(payload), shared]() mutable {
+    exec_->propose(std::move(payload), std::move(*shared));
+    after_step();
   });
+  if (!posted) (*shared)(ProposeResult{ProposeResult::Outcome::stopped, 0, {}, std::nullopt});
 }
 
 void Node::read_index(std::function<void(Result<Slot>)> done) {
-  loop_.post([this, done = std::move(done)]() mutable {
-    if (stopping_) return done(error(Code::unavailable, "replica stopping"));
-    const uint64_t id = next_read_id_++;
-    Status s = core_->read_index(id);
-    if (!s.ok()) return done(error(Code::failed_precondition, s.message()));
-    reads_.emplace(id, std::move(done));
-    drain();
+  auto shared = std::make_shared<std::function<void(Result<Slot>)>>(std::move(done));
+  const bool posted = post_unless_stopped([this, shared] {
+    exec_->read_index(std::move(*shared));
+    after_step();
   });
+  if (!posted) (*shared)(error(Code::closed, "replica stopped"));
 }
 
-void Node::wait_applied(Slot slot, std::function<void()> done) {
-  loop_.post([this, slot, done = std::move(done)]() mutable {
-    if (applied_ >= slot) return done();
-    applied_waiters_.emplace(slot, std::move(done));
-  });
+void Node::wait_applied(Slot slot, std::function<void(Status)> done) {
+  auto shared = std::make_shared<std::function<void(Status)>>(std::move(done));
+  const bool posted =
+      post_unless_stopped([this, slot, shared] { exec_->wait_applied(slot, std::move(*shared)); });
+  if (!posted) (*shared)(error(Code::closed, "replica stopped"));
 }
 
 }  // namespace dtx::consensus

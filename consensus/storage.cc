@@ -14,7 +14,9 @@ namespace {
 constexpr uint32_t kIdentityMagic = 0x49585444;  // "DTXI"
 constexpr uint32_t kVoteMagic = 0x56585444;      // "DTXV"
 constexpr uint32_t kSnapshotMagic = 0x53585444;  // "DTXS"
-constexpr uint32_t kFileVersion = 1;
+constexpr uint32_t kFileVersion = 1;             // vote and snapshot files
+constexpr uint32_t kIdentityVersion =
+    2;                               // the data directory's format: 2, command ids with ballots
 constexpr uint16_t kSyncMarker = 4;  // a record with no content: orders a persist with no records
 constexpr size_t kVoteBytes = 32;
 constexpr size_t kIdentityBytes = 36;
@@ -71,6 +73,14 @@ bool decode_record(uint16_t type, std::span<const uint8_t> payload, LogRecord* o
 
 }  // namespace
 
+size_t record_bytes_max(const StorageOptions& options) {
+  return options.wal_buffer_bytes / 2;
+}
+
+size_t batch_record_bytes(size_t value_bytes) {
+  return 8 + 8 + 4 + 4 + value_bytes;  // slot, ballot, length, value
+}
+
 uint64_t membership_hash(uint64_t cluster_id, const std::vector<NodeId>& members) {
   std::vector<NodeId> sorted = members;
   std::sort(sorted.begin(), sorted.end());
@@ -109,7 +119,7 @@ Status PaxosStorage::check_identity() {
     std::string id(kIdentityBytes, '\0');
     auto* p = reinterpret_cast<uint8_t*>(id.data());
     put_u32(p, kIdentityMagic);
-    put_u32(p + 4, kFileVersion);
+    put_u32(p + 4, kIdentityVersion);
     put_u64(p + 8, opt_.cluster_id);
     put_u32(p + 16, opt_.self);
     put_u64(p + 20, mhash);
@@ -125,6 +135,11 @@ Status PaxosStorage::check_identity() {
   if (id->size() != kIdentityBytes || get_u32(p) != kIdentityMagic ||
       get_u32(p + 32) != crc32c(p, 32)) {
     return error(Code::corruption, path + " is damaged");
+  }
+  if (get_u32(p + 4) != kIdentityVersion) {
+    return error(Code::failed_precondition,
+                 opt_.dir + " holds data format " + std::to_string(get_u32(p + 4)) +
+                     "; this dtx reads format " + std::to_string(kIdentityVersion));
   }
   if (get_u64(p + 8) != opt_.cluster_id || get_u32(p + 16) != opt_.self) {
     return error(Code::failed_precondition,
@@ -303,6 +318,11 @@ void PaxosStorage::persist(const Ready& ready, std::function<void()> done) {
 }
 
 Status PaxosStorage::save_snapshot(Slot index, const std::string& data) {
+  // One writer at a time, from the index check to the truncation: two
+  // writers would share snapshot.tmp, and an older snapshot renamed into
+  // place after a newer one truncated the log would lose every slot between
+  // them (P3, P6).
+  std::lock_guard writer(snapshot_writer_mu_);
   {
     std::lock_guard lock(mu_);
     if (index <= snapshot_index_) return ok_status();

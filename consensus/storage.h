@@ -1,8 +1,10 @@
 // PaxosStorage: a replica's durable state on disk, under one data directory.
 //
 // Layout (every file checksummed; integers little-endian):
-//   IDENTITY        "dtx-paxos" magic, version, cluster id, replica id, a hash
-//                   of the membership, crc. Written once with --bootstrap
+//   IDENTITY        magic "DTXI", format version (2: command ids carry the
+//                   leader's ballot), cluster id, replica id, a hash of the
+//                   membership, crc. A directory of another format version
+//                   is refused. Written once with --bootstrap
 //                   (temp file, fsync, rename, directory fsync). A replica
 //                   refuses to start on a directory without it unless told
 //                   --bootstrap, and on one stamped for another cluster,
@@ -15,7 +17,12 @@
 //                   so log truncation can never drop it.
 //   snapshot        the state machine image: magic, index, length, crc,
 //                   bytes. Written to snapshot.tmp, fsync'd, renamed,
-//                   directory fsync'd (P6).
+//                   directory fsync'd (P6), by one writer at a time: a
+//                   snapshot installed from a peer (persist, on the loop)
+//                   and the replica's own (save_snapshot, on the snapshot
+//                   thread) wait for each other, and one at or below the
+//                   snapshot already saved is skipped, so the file never
+//                   goes back below the truncated log.
 //   wal/            a wal::SegmentedLog of LogRecords (accept, chosen,
 //                   commit), group-committed.
 //
@@ -29,7 +36,7 @@
 // Threading: persist(), restore() and the accessors are called from the
 // node's event loop; `done` runs on the WAL's flushing thread unless a
 // callback executor is given (the node posts it back to its loop).
-// save_snapshot() may run on any one thread at a time.
+// save_snapshot() may run on another thread, concurrently with persist().
 #pragma once
 
 #include <cstdint>
@@ -64,6 +71,11 @@ struct StorageOptions {
 
 uint64_t membership_hash(uint64_t cluster_id, const std::vector<NodeId>& members);
 
+// The largest log record the storage accepts (half an append buffer).
+size_t record_bytes_max(const StorageOptions& options);
+// The size of the log record that holds a slot value of `value_bytes`.
+size_t batch_record_bytes(size_t value_bytes);
+
 class PaxosStorage {
  public:
   // Opens (or with bootstrap, creates) the data directory and reads back
@@ -75,7 +87,8 @@ class PaxosStorage {
   // Makes the durable part of a Ready durable; `done` runs once it is (and
   // everything persisted before it). Failures stop the process (W5).
   void persist(const Ready& ready, std::function<void()> done);
-  // Saves a snapshot taken at `index` and truncates the log below it.
+  // Saves a snapshot taken at `index` and truncates the log below it; does
+  // nothing if a snapshot at or above `index` is saved already.
   Status save_snapshot(Slot index, const std::string& data);
 
   Slot snapshot_index() const;
@@ -95,7 +108,8 @@ class PaxosStorage {
   uint64_t vote_seq_ = 0;
   uint64_t last_lsn_ = 0;  // highest LSN appended
 
-  mutable std::mutex mu_;  // guards what truncation and snapshots share
+  std::mutex snapshot_writer_mu_;  // one writer of snapshot files at a time (P6)
+  mutable std::mutex mu_;          // guards what truncation and snapshots share
   Slot snapshot_index_ = 0;
   std::map<Slot, uint64_t> lsn_of_slot_;  // latest record per slot above the snapshot
 };

@@ -6,7 +6,7 @@ add_executable(dtx-sim sim/dtx_sim_main.cc)
 target_link_libraries(dtx-sim PRIVATE dtx_paxos_sim CLI11::CLI11 spdlog::spdlog fmt::fmt)
 
 add_executable(dtx-consensus-tests unit/consensus_core_test.cc unit/paxos_sim_test.cc
-  unit/paxos_storage_test.cc)
+  unit/paxos_storage_test.cc unit/paxos_node_test.cc)
 target_link_libraries(dtx-consensus-tests PRIVATE dtx_paxos_sim dtx_consensus dtx_test_support
   GTest::gtest GTest::gtest_main)
 gtest_discover_tests(dtx-consensus-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)

@@ -105,6 +105,12 @@ struct Encoder {
     w.u64(p.offset);
     w.bytes(p.data);
   }
+  void operator()(const PreVote& p) { w.u64(p.commit_index); }
+  void operator()(const PreVoteReply& p) {
+    w.u8(p.granted ? 1 : 0);
+    w.u64(p.promised.round);
+    w.u32(p.promised.node);
+  }
 };
 
 }  // namespace
@@ -216,6 +222,22 @@ Result<Message> decode_message(std::span<const uint8_t> bytes, NodeId to) {
       m.payload = std::move(p);
       break;
     }
+    case tag_of<PreVote>(): {
+      PreVote p;
+      p.commit_index = r.u64();
+      m.payload = p;
+      break;
+    }
+    case tag_of<PreVoteReply>(): {
+      PreVoteReply p;
+      const uint8_t granted = r.u8();
+      if (granted > 1) r.fail();
+      p.granted = granted == 1;
+      p.promised.round = r.u64();
+      p.promised.node = r.u32();
+      m.payload = p;
+      break;
+    }
     default:
       return error(Code::invalid_argument, "paxos message: unknown type " + std::to_string(type));
   }
@@ -224,9 +246,10 @@ Result<Message> decode_message(std::span<const uint8_t> bytes, NodeId to) {
 }
 
 const char* payload_name(const Payload& p) {
-  static const char* const kNames[] = {"Phase1a",    "Phase1b",       "Phase2a",      "Phase2b",
-                                       "Nack",       "Heartbeat",     "HeartbeatAck", "Fetch",
-                                       "FetchReply", "SnapshotFetch", "SnapshotChunk"};
+  static const char* const kNames[] = {"Phase1a",     "Phase1b",       "Phase2a",       "Phase2b",
+                                       "Nack",        "Heartbeat",     "HeartbeatAck",  "Fetch",
+                                       "FetchReply",  "SnapshotFetch", "SnapshotChunk", "PreVote",
+                                       "PreVoteReply"};
   static_assert(std::variant_size_v<Payload> == sizeof(kNames) / sizeof(kNames[0]));
   return kNames[p.index()];
 }
@@ -265,6 +288,10 @@ std::string Message::describe() const {
         } else if constexpr (std::is_same_v<T, SnapshotChunk>) {
           os << " index=" << p.index << " offset=" << p.offset << "+" << p.data.size() << "/"
              << p.total_bytes;
+        } else if constexpr (std::is_same_v<T, PreVote>) {
+          os << " commit=" << p.commit_index;
+        } else if constexpr (std::is_same_v<T, PreVoteReply>) {
+          os << (p.granted ? " granted" : " denied") << " promised=" << p.promised;
         }
       },
       payload);

@@ -3,7 +3,7 @@
 // Every message names its sender and the ballot it speaks for. The wire form
 // (encode_message/decode_message) is a versioned binary encoding, all
 // integers little-endian:
-//   u8 format version (1), u8 type, u32 from, u64 ballot.round,
+//   u8 format version (2), u8 type, u32 from, u64 ballot.round,
 //   u32 ballot.node, then the type's fields in the order of the struct,
 //   strings and byte values as u32 length + bytes, vectors as u32 count +
 //   elements.
@@ -96,8 +96,23 @@ struct SnapshotChunk {
   std::string data;
 };
 
-using Payload = std::variant<Phase1a, Phase1b, Phase2a, Phase2b, Nack, Heartbeat, HeartbeatAck,
-                             Fetch, FetchReply, SnapshotFetch, SnapshotChunk>;
+// Pre-vote (P9): before a follower campaigns it asks whether a majority
+// would promise it, carrying in the message's ballot the ballot it would
+// campaign with. Nobody raises a promise for it. A replica grants it only if
+// it heard from no leader for the last Config::prevote_quiet_ticks (a leader
+// itself never grants), so a replica that restarts or heals from a
+// partition cannot depose a leader that a majority still hears.
+struct PreVote {
+  Slot commit_index = 0;  // the asker's, for logs
+};
+struct PreVoteReply {
+  bool granted = false;
+  Ballot promised;  // the replier's promise: a campaign must go above it
+};
+
+using Payload =
+    std::variant<Phase1a, Phase1b, Phase2a, Phase2b, Nack, Heartbeat, HeartbeatAck, Fetch,
+                 FetchReply, SnapshotFetch, SnapshotChunk, PreVote, PreVoteReply>;
 
 struct Message {
   NodeId from = 0;
@@ -108,7 +123,7 @@ struct Message {
   std::string describe() const;
 };
 
-inline constexpr uint8_t kWireVersion = 1;
+inline constexpr uint8_t kWireVersion = 2;  // 2: pre-vote, command ids with ballots
 
 std::string encode_message(const Message& m);
 Result<Message> decode_message(std::span<const uint8_t> bytes, NodeId to);

@@ -47,6 +47,9 @@ Status validate(const Config& c) {
       c.snapshot_chunk_bytes == 0) {
     return error(Code::invalid_argument, "window, batch, catch-up and chunk limits must be > 0");
   }
+  if (c.batch_bytes_max <= kValueHeaderBytes + kCommandHeaderBytes) {
+    return error(Code::invalid_argument, "batch_bytes_max leaves no room for a command");
+  }
   return ok_status();
 }
 
@@ -149,13 +152,24 @@ bool Replica::has_ready() const {
 
 Ready Replica::take_ready() {
   if (!outgoing_2a_.empty()) {
-    // One Phase2a per peer carries every slot proposed since the last Ready.
-    Phase2a p;
-    p.entries = std::move(outgoing_2a_);
-    p.commit_index = commit_index_;
+    // Phase2a messages carry every slot proposed since the last Ready, as few
+    // messages as catchup_bytes_max allows (a new leader may re-propose many
+    // slots at once).
+    std::vector<SlotValue> entries = std::move(outgoing_2a_);
     outgoing_2a_.clear();
-    for (NodeId peer : cfg_.members) {
-      if (peer != cfg_.self) send(peer, p, ballot_);
+    for (size_t i = 0; i < entries.size();) {
+      Phase2a p;
+      p.commit_index = commit_index_;
+      size_t bytes = 0;
+      for (; i < entries.size(); ++i) {
+        const size_t sz = entries[i].value->size();
+        if (!p.entries.empty() && bytes + sz > cfg_.catchup_bytes_max) break;
+        bytes += sz;
+        p.entries.push_back(std::move(entries[i]));
+      }
+      for (NodeId peer : cfg_.members) {
+        if (peer != cfg_.self) send(peer, p, ballot_);
+      }
     }
   }
   if (persist_open_) {
@@ -218,9 +232,10 @@ void Replica::tick() {
   if ((fetch_outstanding_ || incoming_) && ticks_ - fetch_sent_tick_ >= cfg_.election_ticks) {
     retry_catch_up();
   }
-  const uint64_t since =
-      ticks_ - (role_ == Role::candidate ? election_started_tick_ : last_leader_contact_tick_);
-  if (since >= election_timeout_ticks_) campaign();
+  const uint64_t since = ticks_ - (role_ == Role::candidate ? election_started_tick_
+                                   : prevote_.active        ? prevote_.started_tick
+                                                            : last_leader_contact_tick_);
+  if (since >= election_timeout_ticks_) start_election();
 }
 
 // ---------------------------------------------------------------------------
@@ -229,7 +244,11 @@ void Replica::tick() {
 void Replica::step(const Message& m) {
   if (m.from == cfg_.self || m.to != cfg_.self) return;
   if (std::find(cfg_.members.begin(), cfg_.members.end(), m.from) == cfg_.members.end()) return;
-  note_round(m.ballot);
+  // A pre-vote's ballot is only what its sender would campaign with.
+  if (!std::holds_alternative<PreVote>(m.payload) &&
+      !std::holds_alternative<PreVoteReply>(m.payload)) {
+    note_round(m.ballot);
+  }
   std::visit(
       [&](const auto& p) {
         using T = std::decay_t<decltype(p)>;
@@ -244,6 +263,8 @@ void Replica::step(const Message& m) {
         if constexpr (std::is_same_v<T, FetchReply>) on_fetch_reply(m, p);
         if constexpr (std::is_same_v<T, SnapshotFetch>) on_snapshot_fetch(m, p);
         if constexpr (std::is_same_v<T, SnapshotChunk>) on_snapshot_chunk(m, p);
+        if constexpr (std::is_same_v<T, PreVote>) on_pre_vote(m, p);
+        if constexpr (std::is_same_v<T, PreVoteReply>) on_pre_vote_reply(m, p);
       },
       m.payload);
   maybe_apply();
@@ -338,6 +359,7 @@ void Replica::follow(const Ballot& b, NodeId leader) {
   leader_ballot_ = b;
   leader_ = leader;
   last_leader_contact_tick_ = ticks_;
+  prevote_ = PreVoting{};
 }
 
 // ---------------------------------------------------------------------------
@@ -551,6 +573,43 @@ void Replica::on_snapshot(Slot index, Bytes data) {
 // ---------------------------------------------------------------------------
 // Proposer: election and phase 1
 
+// The election timeout ran out: ask for pre-votes (P9), or campaign at once
+// with the planted bug. A candidate whose phase 1 stalled goes back to
+// asking: the promise it raised for itself stays, nobody else's moves.
+void Replica::start_election() {
+  if (cfg_.bugs.no_pre_vote) return campaign();
+  if (role_ == Role::candidate) {
+    role_ = Role::follower;
+    candidacy_ = Candidacy{};
+  }
+  prevote_ = PreVoting{};
+  prevote_.active = true;
+  prevote_.ballot = Ballot{std::max(max_round_seen_, promised_.round) + 1, cfg_.self};
+  prevote_.grants.insert(cfg_.self);
+  prevote_.started_tick = ticks_;
+  reset_election_timeout();
+  for (NodeId peer : cfg_.members) {
+    if (peer != cfg_.self) send(peer, PreVote{commit_index_}, prevote_.ballot);
+  }
+}
+
+void Replica::on_pre_vote(const Message& m, const PreVote&) {
+  // Granted only by a replica that itself heard from no leader lately; a
+  // leader never grants (if it lost its majority, check-quorum makes it a
+  // follower first).
+  const bool granted =
+      role_ != Role::leader && ticks_ - last_leader_contact_tick_ >= cfg_.prevote_quiet_ticks();
+  send(m.from, PreVoteReply{granted, promised_}, m.ballot);
+}
+
+void Replica::on_pre_vote_reply(const Message& m, const PreVoteReply& p) {
+  note_round(p.promised);
+  if (!prevote_.active || role_ == Role::leader || m.ballot != prevote_.ballot) return;
+  if (!p.granted) return;
+  prevote_.grants.insert(m.from);
+  if (prevote_.grants.size() >= quorum()) campaign();
+}
+
 void Replica::campaign() {
   role_ = Role::candidate;
   serving_ = false;
@@ -560,6 +619,7 @@ void Replica::campaign() {
   ballot_ = Ballot{std::max(max_round_seen_, promised_.round) + 1, cfg_.self};
   max_round_seen_ = ballot_.round;
   candidacy_ = Candidacy{};
+  prevote_ = PreVoting{};
   election_started_tick_ = ticks_;
   reset_election_timeout();
   fetch_outstanding_ = false;
@@ -600,6 +660,7 @@ void Replica::maybe_finish_phase1() {
   serving_ = false;
   leader_ = cfg_.self;
   leader_ballot_ = ballot_;
+  next_seq_ = 1;
   votes_.clear();
   vote_counts_.clear();
   last_heard_tick_.clear();
@@ -647,17 +708,30 @@ void Replica::propose_slot(Slot s, Bytes value) {
   outgoing_2a_.push_back(SlotValue{s, ballot_, false, value});
 }
 
-Result<uint64_t> Replica::propose(std::string payload) {
+Result<CommandId> Replica::propose(std::string payload) {
   if (role_ != Role::leader) {
     return error(Code::failed_precondition, "not the leader");
+  }
+  // P10: until its barrier is applied, this leader may still re-propose
+  // commands of an earlier leadership (its own, before a restart); it takes
+  // new ones only once they are all applied.
+  if (!serving_ && !cfg_.bugs.propose_before_serving) {
+    return error(Code::unavailable, "leader not serving yet: its barrier is not applied");
+  }
+  if (payload.size() > cfg_.command_bytes_max()) {
+    return error(Code::invalid_argument,
+                 "command of " + std::to_string(payload.size()) + " bytes; at most " +
+                     std::to_string(cfg_.command_bytes_max()) + " fit a slot");
   }
   if (pending_.size() >= cfg_.pending_commands_max) {
     return error(Code::busy, "proposal queue full");
   }
-  const uint64_t seq = next_seq_++;
-  pending_.push_back(Command{cfg_.self, seq, std::move(payload)});
+  const CommandId id = cfg_.bugs.command_ids_per_process
+                           ? CommandId{Ballot{0, cfg_.self}, process_seq_++}
+                           : CommandId{ballot_, next_seq_++};
+  pending_.push_back(Command{id, std::move(payload)});
   maybe_propose();
-  return seq;
+  return id;
 }
 
 void Replica::maybe_propose() {
@@ -665,9 +739,11 @@ void Replica::maybe_propose() {
   while (!pending_.empty() && next_slot_ - 1 - commit_index_ < cfg_.window_slots) {
     Value v;
     v.kind = ValueKind::commands;
-    size_t bytes = 0;
+    size_t bytes = kValueHeaderBytes;
     while (!pending_.empty() && v.commands.size() < cfg_.batch_commands_max) {
-      const size_t sz = pending_.front().payload.size() + 16;
+      // propose() refused anything that does not fit a batch alone, so the
+      // first command always fits.
+      const size_t sz = pending_.front().payload.size() + kCommandHeaderBytes;
       if (!v.commands.empty() && bytes + sz > cfg_.batch_bytes_max) break;
       bytes += sz;
       v.commands.push_back(std::move(pending_.front()));
@@ -681,6 +757,7 @@ void Replica::maybe_propose() {
 // not voted yet, the slots still open in this ballot (bounded per message).
 void Replica::retransmit_phase2a() {
   std::map<NodeId, Phase2a> per_peer;
+  std::map<NodeId, size_t> per_peer_bytes;
   for (auto it = log_.upper_bound(commit_index_); it != log_.end() && it->first < next_slot_;
        ++it) {
     const SlotState& st = it->second;
@@ -690,8 +767,11 @@ void Replica::retransmit_phase2a() {
       if (peer == cfg_.self) continue;
       if (v != votes_.end() && v->second.count(peer)) continue;
       Phase2a& p = per_peer[peer];
-      if (p.entries.size() < cfg_.catchup_entries_max) {
+      size_t& bytes = per_peer_bytes[peer];
+      if (p.entries.size() < cfg_.catchup_entries_max &&
+          (p.entries.empty() || bytes + st.value->size() <= cfg_.catchup_bytes_max)) {
         p.entries.push_back(SlotValue{it->first, ballot_, false, st.value});
+        bytes += st.value->size();
       }
     }
   }
@@ -828,6 +908,7 @@ ReplicaStatus Replica::status() const {
   s.compaction_index = compaction_index_;
   s.last_slot = log_.empty() ? compaction_index_ : log_.rbegin()->first;
   s.pending_commands = pending_.size();
+  s.pre_voting = prevote_.active;
   return s;
 }
 

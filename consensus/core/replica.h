@@ -5,16 +5,21 @@
 // tick(), step(message), propose(), read_index(), on_persisted() and
 // on_snapshot(), and hands back a Ready: what to persist, what to send
 // (now, or only once the persist is durable), chosen values to apply in
-// slot order, and leadership and read events. The shell does all of it and
-// calls on_persisted(ready.persist_id) when the persist is durable.
+// slot order, and leadership and read events. consensus::Executor
+// (executor.h) carries a Ready out in the one order every shell uses.
 //
-// Protocol (docs/consensus.md; rules P1-P8 of CORRECTNESS.md):
+// Protocol (docs/consensus.md; rules P1-P10 of CORRECTNESS.md):
 //   - Every replica is proposer, acceptor and learner. A stable leader runs
 //     phase 1 once for all open slots, then phase 2 per slot with a window
 //     of slots in flight and many commands batched into one slot.
-//   - Election: a follower that hears from no leader for a randomized
-//     timeout (election_ticks..2*election_ticks) campaigns with a ballot
-//     (round above every round it has seen, itself).
+//   - Election (P9): a follower that hears from no leader for a randomized
+//     timeout (election_ticks..2*election_ticks) first asks for a pre-vote:
+//     would a majority promise it? A replica grants one only if it heard
+//     from no leader for prevote_quiet_ticks() itself, and a leader never
+//     does, and nobody raises a promise for it. Only with a majority of
+//     grants does it campaign with a ballot (a round above every round it
+//     has seen, itself). So a replica that restarts or heals from a
+//     partition cannot depose a leader that a majority still hears.
 //   - Phase 1 (P1): 1a carries the candidate's first unchosen slot; each 1b
 //     carries the acceptor's compaction and commit index and every value it
 //     accepted above them. With a majority of promises, the new leader first
@@ -22,7 +27,8 @@
 //     values or a snapshot), then re-proposes under its own ballot the
 //     highest-ballot value for every slot up to the highest slot reported,
 //     no-ops only for true holes, then a barrier of its own ballot. It serves
-//     (Ready::serving) once the barrier is applied.
+//     (Ready::serving) once the barrier is applied, and only then accepts
+//     proposals (P10).
 //   - Phase 2: acceptors accept if the ballot is at least their promise,
 //     raising the promise durably when it is higher (implicit promise, P3);
 //     a 2b leaves only after the acceptance is durable. 2b votes are counted
@@ -37,6 +43,10 @@
 //   - Snapshots (P6): the application snapshots at an applied index and
 //     reports it (on_snapshot); the log below is dropped. A replica that
 //     needs compacted slots pulls the snapshot in resumable chunks.
+//   - Commands (P7, P10): each queued command gets a CommandId (the leader's
+//     ballot and a sequence number in it), unique across restarts; a payload
+//     larger than Config::command_bytes_max() is refused at propose, never
+//     put in a slot (a value the log cannot store would stop every replica).
 //
 // Threading: single-threaded; the owner serialises every call.
 #pragma once
@@ -64,9 +74,13 @@ struct PlantedBugs {
   bool apply_stale_accepted = false;  // learn chosen from the commit index whatever the ballot
   bool noop_over_compacted = false;   // a new leader fills no-ops without catching up first
   bool count_duplicate_2b = false;    // count 2b messages, not distinct acceptors
+  bool no_pre_vote = false;           // campaign at once on a timeout (P9)
+  bool propose_before_serving = false;   // queue proposals before the barrier is applied (P10)
+  bool command_ids_per_process = false;  // command ids restart in every process (P10)
   bool any() const {
     return forget_promise || forget_implicit_promise || apply_stale_accepted ||
-           noop_over_compacted || count_duplicate_2b;
+           noop_over_compacted || count_duplicate_2b || no_pre_vote || propose_before_serving ||
+           command_ids_per_process;
   }
 };
 
@@ -88,6 +102,17 @@ struct Config {
   size_t catchup_bytes_max = 4 << 20;
   size_t snapshot_chunk_bytes = 1 << 20;
   PlantedBugs bugs;
+
+  // The largest command payload propose() takes: one command alone must fit
+  // a slot's batch (and the shell's log record must hold a batch).
+  size_t command_bytes_max() const {
+    return batch_bytes_max - kValueHeaderBytes - kCommandHeaderBytes;
+  }
+  // A replica grants a pre-vote only if it heard from no leader for this many
+  // ticks: several heartbeats, well below the election timeout.
+  uint32_t prevote_quiet_ticks() const {
+    return election_ticks / 2 > 2 * heartbeat_ticks ? election_ticks / 2 : 2 * heartbeat_ticks + 1;
+  }
 };
 
 Status validate(const Config& c);
@@ -153,6 +178,7 @@ struct ReplicaStatus {
   Slot compaction_index = 0;
   Slot last_slot = 0;  // highest slot in the log
   size_t pending_commands = 0;
+  bool pre_voting = false;  // asking for pre-votes
 };
 
 class Replica {
@@ -161,11 +187,13 @@ class Replica {
 
   void tick();
   void step(const Message& m);
-  // Leader only (serving or about to): queues a command for the next slot.
-  // Returns its seq (the command is {self, seq, payload}). Errors:
-  // failed_precondition when not leader (see status().leader), busy when the
-  // queue is full.
-  Result<uint64_t> propose(std::string payload);
+  // Serving leader only: queues a command for the next slot and returns its
+  // identity. Errors, all meaning it was never queued:
+  //   failed_precondition  not the leader (status().leader names it, if known)
+  //   unavailable          the leader, but its barrier is not applied yet (P10)
+  //   invalid_argument     payload larger than Config::command_bytes_max()
+  //   busy                 pending_commands_max commands already queued
+  Result<CommandId> propose(std::string payload);
   // Leader only: confirm leadership with a heartbeat round, then report
   // (id, commit index) in Ready::reads_ready.
   Status read_index(uint64_t id);
@@ -224,6 +252,9 @@ class Replica {
   void on_snapshot_fetch(const Message& m, const SnapshotFetch& p);
   void on_snapshot_chunk(const Message& m, const SnapshotChunk& p);
   // Proposer.
+  void start_election();
+  void on_pre_vote(const Message& m, const PreVote& p);
+  void on_pre_vote_reply(const Message& m, const PreVoteReply& p);
   void campaign();
   void on_phase1b(const Message& m, const Phase1b& p);
   void maybe_finish_phase1();
@@ -270,13 +301,21 @@ class Replica {
   uint64_t election_timeout_ticks_ = 0;
   uint64_t election_started_tick_ = 0;
   Candidacy candidacy_;
+  struct PreVoting {
+    bool active = false;
+    Ballot ballot;  // the ballot this replica would campaign with
+    std::set<NodeId> grants;
+    uint64_t started_tick = 0;
+  };
+  PreVoting prevote_;
 
   // Leader state.
   Slot next_slot_ = 1;
   std::map<Slot, std::set<NodeId>> votes_;  // for ballot_
   std::map<Slot, uint32_t> vote_counts_;    // planted bug count_duplicate_2b
   std::deque<Command> pending_;
-  uint64_t next_seq_ = 1;
+  uint64_t next_seq_ = 1;     // within ballot_
+  uint64_t process_seq_ = 1;  // planted bug command_ids_per_process
   std::map<NodeId, uint64_t> last_heard_tick_;
   uint64_t heartbeat_round_ = 0;
   std::map<uint64_t, std::set<NodeId>> round_acks_;

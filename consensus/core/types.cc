@@ -13,6 +13,32 @@ std::ostream& operator<<(std::ostream& os, const Ballot& b) {
   return os << b.describe();
 }
 
+std::string CommandId::describe() const {
+  return ballot.describe() + "#" + std::to_string(seq);
+}
+
+std::ostream& operator<<(std::ostream& os, const CommandId& id) {
+  return os << id.describe();
+}
+
+std::string Value::describe() const {
+  switch (kind) {
+    case ValueKind::noop:
+      return "noop";
+    case ValueKind::barrier:
+      return "barrier(" + barrier.describe() + ")";
+    case ValueKind::commands: {
+      std::string s = "commands(" + std::to_string(commands.size());
+      if (!commands.empty()) {
+        s += ": " + commands.front().id.describe();
+        if (commands.size() > 1) s += ".." + commands.back().id.describe();
+      }
+      return s + ")";
+    }
+  }
+  return "?";
+}
+
 Bytes make_bytes(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
 }
@@ -30,8 +56,9 @@ std::string encode_value(const Value& v) {
     case ValueKind::commands:
       w.u32(static_cast<uint32_t>(v.commands.size()));
       for (const Command& c : v.commands) {
-        w.u32(c.origin);
-        w.u64(c.seq);
+        w.u64(c.id.ballot.round);
+        w.u32(c.id.ballot.node);
+        w.u64(c.id.seq);
         w.bytes(c.payload);
       }
       break;
@@ -54,12 +81,13 @@ bool decode_value(const std::string& bytes, Value* out) {
       break;
     case static_cast<uint8_t>(ValueKind::commands): {
       out->kind = ValueKind::commands;
-      const uint32_t n = r.count(16);
+      const uint32_t n = r.count(kCommandHeaderBytes);
       out->commands.reserve(n);
       for (uint32_t i = 0; i < n && r.ok(); ++i) {
         Command c;
-        c.origin = r.u32();
-        c.seq = r.u64();
+        c.id.ballot.round = r.u64();
+        c.id.ballot.node = r.u32();
+        c.id.seq = r.u64();
         c.payload = r.bytes();
         out->commands.push_back(std::move(c));
       }

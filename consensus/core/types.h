@@ -42,22 +42,45 @@ enum class ValueKind : uint8_t {
   commands = 3,  // a batch of client commands
 };
 
-// One client command inside a batch. origin/seq identify the proposal so the
-// replica that proposed it can resolve it when it is applied (P7).
+// A command's identity: the ballot of the leader that queued it and a
+// sequence number within that ballot. Unique across restarts of the proposer
+// with no logging (P10): a leader queues commands only while it serves a
+// ballot it won itself, and a restarted replica campaigns with a round above
+// its own durable promise, so no two leaderships, in one process or across
+// restarts, share a ballot. The replica that proposed a command resolves it
+// when a command with exactly this identity is applied (P7).
+struct CommandId {
+  Ballot ballot;     // ballot.node is the proposer
+  uint64_t seq = 0;  // 1, 2, ... within the ballot
+
+  auto operator<=>(const CommandId&) const = default;
+  NodeId origin() const { return ballot.node; }
+  std::string describe() const;  // "3.2#17"
+};
+std::ostream& operator<<(std::ostream& os, const CommandId& id);
+
+// One client command inside a batch.
 struct Command {
-  NodeId origin = 0;
-  uint64_t seq = 0;
+  CommandId id;
   std::string payload;
 };
+
+// Bytes a slot's value adds around its commands, and each command around its
+// payload, in the encoding below. Config::command_bytes_max() uses them.
+inline constexpr size_t kValueHeaderBytes = 1 + 4;            // kind, count
+inline constexpr size_t kCommandHeaderBytes = 8 + 4 + 8 + 4;  // round, node, seq, length
 
 // A slot's value, decoded. Encoded form (the bytes stored and sent):
 //   u8 kind
 //   barrier:  u64 round, u32 node (the ballot it belongs to)
-//   commands: u32 count, then count x (u32 origin, u64 seq, u32 len, bytes)
+//   commands: u32 count, then count x (u64 round, u32 node, u64 seq, u32 len,
+//             bytes): each command's id and payload
 struct Value {
   ValueKind kind = ValueKind::noop;
   Ballot barrier;                 // kind == barrier
   std::vector<Command> commands;  // kind == commands
+
+  std::string describe() const;
 };
 
 std::string encode_value(const Value& v);

@@ -106,7 +106,7 @@ struct Node {
   std::map<std::string, std::string> kv;
   Slot sm_applied = 0;
   // Client work waiting on this replica.
-  std::map<uint64_t, size_t> proposals;                // command seq -> op
+  std::map<CommandId, size_t> proposals;               // command id -> op
   std::map<uint64_t, size_t> reads;                    // read id -> op
   std::vector<std::pair<size_t, Slot>> reads_waiting;  // op, read index
 };
@@ -483,8 +483,8 @@ void Sim::apply(int i, const Ready::Applied& a) {
     std::string value = r.bytes();
     n.kv[key] = value;
     if (key == "probe") probe_slot_.emplace(value, a.slot);
-    if (c.origin == n.id) {
-      auto p = n.proposals.find(c.seq);
+    if (c.id.origin() == n.id) {
+      auto p = n.proposals.find(c.id);
       if (p != n.proposals.end()) {
         finish_op(p->second, OpState::ok);
         n.proposals.erase(p);

@@ -8,15 +8,17 @@
 
 #include "consensus/core/messages.h"
 #include "consensus/core/replica.h"
+#include "consensus/executor.h"
 
 namespace dtx::consensus {
 namespace {
 
-// A tiny synchronous cluster: persists at once, delivers in FIFO order, and
-// lets a test drop or hold messages.
+// A tiny synchronous cluster: each replica runs behind a consensus::Executor
+// (the one the node and the simulator use) whose persists are durable at
+// once; messages are delivered in FIFO order, and a test may drop some.
 class Cluster {
  public:
-  explicit Cluster(int n, PlantedBugs bugs = {}) {
+  explicit Cluster(int n, PlantedBugs bugs = {}, size_t batch_bytes_max = 1 << 20) {
     for (int i = 1; i <= n; ++i)
       members_.push_back(static_cast<NodeId>(i));
     for (NodeId id : members_) {
@@ -27,52 +29,59 @@ class Cluster {
       c.election_ticks = 10;
       c.seed = id * 7;
       c.bugs = bugs;
-      replicas_[id] = std::make_unique<Replica>(c, Recovered{});
-      storage_[id] = Recovered{};
+      c.batch_bytes_max = batch_bytes_max;
       configs_[id] = c;
+      storage_[id] = Recovered{};
+      start(id);
     }
   }
-  Replica& r(NodeId id) { return *replicas_[id]; }
+  Replica& r(NodeId id) { return members_at_[id]->exec->core(); }
+  Executor& exec(NodeId id) { return *members_at_[id]->exec; }
   std::function<bool(const Message&)> drop = [](const Message&) { return false; };
   std::vector<std::pair<NodeId, Ready::Applied>> applied;
+  std::vector<std::pair<NodeId, AppliedEntry::Kind>> entries;
   std::map<NodeId, std::optional<std::pair<Ballot, Slot>>> serving;
+
+  // Proposes through the replica's executor; the outcome lands in *out.
+  void propose(NodeId id, std::string payload, std::optional<ProposeResult>* out) {
+    exec(id).propose(std::move(payload), [out](ProposeResult r) { *out = r; });
+    pump();
+  }
+  // The command payloads applied at `slot` on replica `id`.
+  std::vector<std::string> payloads_at(NodeId id, Slot slot) const {
+    std::vector<std::string> out;
+    for (const auto& [node, a] : applied) {
+      if (node != id || a.slot != slot) continue;
+      Value v;
+      EXPECT_TRUE(decode_value(*a.value, &v));
+      for (const Command& cmd : v.commands)
+        out.push_back(cmd.payload);
+    }
+    return out;
+  }
 
   void pump() {
     for (int rounds = 0; rounds < 10000; ++rounds) {
-      bool any = false;
-      for (auto& [id, rep] : replicas_) {
-        if (!rep) continue;
-        while (rep->has_ready()) {
-          any = true;
-          Ready rd = rep->take_ready();
-          Recovered& disk = storage_[id];
-          if (rd.promise) disk.promised = *rd.promise;
-          for (auto& rec : rd.records)
-            disk.records.push_back(rec);
-          for (auto& a : rd.apply)
-            applied.emplace_back(id, a);
-          if (rd.serving) serving[id] = rd.serving;
-          for (auto& m : rd.send)
-            inflight_.push_back(m);
-          for (auto& m : rd.send_after_persist)
-            inflight_.push_back(m);
-          if (rd.persist_id) rep->on_persisted(rd.persist_id);
-        }
+      for (auto& [id, m] : members_at_) {
+        if (m) m->exec->process();
       }
-      if (!inflight_.empty()) {
-        Message m = inflight_.front();
-        inflight_.pop_front();
-        any = true;
-        if (!drop(m) && replicas_[m.to]) replicas_[m.to]->step(m);
-      }
-      if (!any) return;
+      if (inflight_.empty()) return;
+      Message m = inflight_.front();
+      inflight_.pop_front();
+      if (!drop(m) && members_at_[m.to]) members_at_[m.to]->exec->step(m);
     }
     FAIL() << "cluster did not settle";
   }
+  void tick(NodeId id, int n) {
+    for (int i = 0; i < n; ++i) {
+      if (members_at_[id]) members_at_[id]->exec->tick();
+      pump();
+    }
+  }
   void tick_all(int n) {
     for (int i = 0; i < n; ++i) {
-      for (auto& [id, rep] : replicas_) {
-        if (rep) rep->tick();
+      for (auto& [id, m] : members_at_) {
+        if (m) m->exec->tick();
       }
       pump();
     }
@@ -81,20 +90,52 @@ class Cluster {
   NodeId elect() {
     for (int i = 0; i < 200; ++i) {
       tick_all(1);
-      for (auto& [id, rep] : replicas_) {
-        if (rep && rep->status().serving) return id;
+      for (auto& [id, m] : members_at_) {
+        if (m && m->exec->core().status().serving) return id;
       }
     }
     ADD_FAILURE() << "no leader";
     return 0;
   }
-  void crash(NodeId id) { replicas_[id].reset(); }
-  void restart(NodeId id) { replicas_[id] = std::make_unique<Replica>(configs_[id], storage_[id]); }
+  void crash(NodeId id) { members_at_[id].reset(); }
+  void restart(NodeId id) {
+    start(id);
+    pump();
+  }
   Recovered& disk(NodeId id) { return storage_[id]; }
 
  private:
+  struct Member final : ExecutorIo {
+    Cluster* c = nullptr;
+    NodeId id = 0;
+    std::unique_ptr<Executor> exec;
+    void send(const Message& m) override { c->inflight_.push_back(m); }
+    void persist(const Ready& rd) override {
+      Recovered& disk = c->storage_[id];
+      if (rd.promise) disk.promised = *rd.promise;
+      for (const LogRecord& rec : rd.records)
+        disk.records.push_back(rec);
+      exec->on_persisted(rd.persist_id);
+    }
+  };
+
+  void start(NodeId id) {
+    auto m = std::make_unique<Member>();
+    m->c = this;
+    m->id = id;
+    ExecutorCallbacks cb;
+    cb.on_applied_value = [this, id](Slot slot, const Bytes& value) {
+      applied.emplace_back(id, Ready::Applied{slot, value});
+    };
+    cb.apply = [this, id](const AppliedEntry& e) { entries.emplace_back(id, e.kind); };
+    cb.on_leader = [this, id](Ballot b, Slot s) { serving[id] = std::make_pair(b, s); };
+    m->exec = std::make_unique<Executor>(std::make_unique<Replica>(configs_[id], storage_[id]), *m,
+                                         std::move(cb), 0);
+    members_at_[id] = std::move(m);
+  }
+
   std::vector<NodeId> members_;
-  std::map<NodeId, std::unique_ptr<Replica>> replicas_;
+  std::map<NodeId, std::unique_ptr<Member>> members_at_;
   std::map<NodeId, Recovered> storage_;
   std::map<NodeId, Config> configs_;
   std::deque<Message> inflight_;
@@ -291,27 +332,208 @@ TEST(Replica, read_index_is_answered_only_after_a_majority_confirms) {
   NodeId leader = c.elect();
   bool cut = true;
   c.drop = [&](const Message& m) { return cut && std::holds_alternative<HeartbeatAck>(m.payload); };
-  ASSERT_TRUE(c.r(leader).read_index(42).ok());
-  Ready rd = c.r(leader).take_ready();
-  for (const Message& m : rd.send)
-    c.r(m.to).step(m);
+  std::optional<Result<Slot>> first;
+  c.exec(leader).read_index([&](Result<Slot> r) { first = r; });
   c.pump();
-  EXPECT_TRUE(c.r(leader).take_ready().reads_ready.empty());
+  EXPECT_FALSE(first.has_value()) << "answered with no majority's acknowledgement";
   cut = false;
-  ASSERT_TRUE(c.r(leader).read_index(43).ok());
-  std::vector<uint64_t> ready;
-  for (int i = 0; i < 10 && ready.empty(); ++i) {
-    Ready r = c.r(leader).take_ready();
-    for (auto& [id, idx] : r.reads_ready)
-      ready.push_back(id);
-    for (const Message& m : r.send) {
-      c.r(m.to).step(m);
-      Ready fr = c.r(m.to).take_ready();
-      for (const Message& back : fr.send)
-        c.r(back.to).step(back);
+  std::optional<Result<Slot>> second;
+  c.exec(leader).read_index([&](Result<Slot> r) { second = r; });
+  c.pump();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_TRUE(second->ok());
+  EXPECT_EQ(**second, c.r(leader).status().commit_index);
+}
+
+TEST(Replica, a_restarted_follower_does_not_depose_a_healthy_leader) {
+  // P9: the follower comes back before the leader's link to it does (the
+  // leader's redial backoff); it times out and tries to lead.
+  Cluster c(3);
+  NodeId leader = c.elect();
+  const Ballot b = c.r(leader).status().ballot;
+  NodeId f = leader == 1 ? 2 : 1;
+  c.crash(f);
+  c.tick_all(5);
+  c.restart(f);
+  c.drop = [&](const Message& m) { return m.from == leader && m.to == f; };
+  c.tick_all(60);
+  c.drop = [](const Message&) { return false; };
+  c.tick_all(10);
+  EXPECT_EQ(c.r(leader).status().role, Role::leader);
+  EXPECT_TRUE(c.r(leader).status().serving);
+  EXPECT_EQ(c.r(leader).status().ballot, b) << "a rejoining follower moved leadership";
+  EXPECT_EQ(c.r(f).status().leader, leader);
+}
+
+TEST(Replica, a_leader_refuses_proposals_until_its_barrier_is_applied) {
+  // P10: before the barrier is applied the leader may still re-propose an
+  // older incarnation's commands; a proposal then could be confused with them.
+  Cluster c(3);
+  c.drop = [](const Message& m) { return std::holds_alternative<Phase2b>(m.payload); };
+  NodeId leader = 0;
+  for (int i = 0; i < 200 && leader == 0; ++i) {
+    c.tick_all(1);
+    for (NodeId id : {1u, 2u, 3u}) {
+      if (c.r(id).status().role == Role::leader) leader = id;
     }
   }
-  EXPECT_FALSE(ready.empty());
+  ASSERT_NE(leader, 0u);
+  ASSERT_FALSE(c.r(leader).status().serving);
+  auto r = c.r(leader).propose("early");
+  EXPECT_FALSE(r.ok()) << "a leader that does not serve yet queued a proposal";
+  EXPECT_EQ(r.status().code(), Code::unavailable);
+  std::optional<ProposeResult> out;
+  c.propose(leader, "early", &out);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->outcome, ProposeResult::Outcome::not_serving);
+  // Once the barrier is applied, it takes proposals.
+  c.drop = [](const Message&) { return false; };
+  c.tick_all(5);
+  ASSERT_TRUE(c.r(leader).status().serving);
+  c.propose(leader, "now", &out);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->outcome, ProposeResult::Outcome::applied);
+}
+
+TEST(Replica, pre_votes_raise_no_promise) {
+  // P9: a follower cut off from the leader asks for pre-votes again and
+  // again; nobody's promise moves, so the leader is never Nacked later.
+  Cluster c(3);
+  NodeId leader = c.elect();
+  NodeId f = leader == 1 ? 2 : 1;
+  NodeId other = 6 - leader - f;
+  const Ballot b = c.r(leader).status().ballot;
+  c.drop = [&](const Message& m) {
+    return (m.from == leader && m.to == f) || (m.from == f && m.to == leader);
+  };
+  c.tick_all(100);
+  EXPECT_EQ(c.r(leader).status().ballot, b);
+  EXPECT_TRUE(c.r(leader).status().serving);
+  EXPECT_EQ(c.r(other).status().promised, b) << "a pre-vote raised a promise";
+  EXPECT_EQ(c.r(leader).status().promised, b);
+  EXPECT_EQ(c.r(f).status().promised, b) << "the cut-off follower campaigned for real";
+}
+
+TEST(Replica, a_dead_leader_is_replaced_after_pre_votes) {
+  Cluster c(3);
+  NodeId a = c.elect();
+  const Ballot b = c.r(a).status().ballot;
+  c.crash(a);
+  NodeId next = c.elect();
+  ASSERT_NE(next, 0u);
+  EXPECT_NE(next, a);
+  EXPECT_GT(c.r(next).status().ballot, b);
+}
+
+// Runs the P10 scenario: leader L proposes "old", which only L accepts
+// before it crashes; L restarts, wins again, re-proposes "old" under its new
+// ballot and then proposes "new". Returns the payloads applied at the slot
+// where "new" was reported applied (empty if it was not).
+std::vector<std::string> restarted_leader_outcome(PlantedBugs bugs) {
+  Cluster c(3, bugs);
+  NodeId l = c.elect();
+  EXPECT_NE(l, 0u);
+  c.drop = [&](const Message& m) {
+    return m.from == l && std::holds_alternative<Phase2a>(m.payload);
+  };
+  std::optional<ProposeResult> old_result;
+  c.propose(l, "old", &old_result);
+  c.crash(l);
+  c.drop = [](const Message&) { return false; };
+  // The others forget the leader (past the pre-vote quiet time) but do not
+  // time out themselves; L comes back and campaigns first.
+  for (NodeId id : {1u, 2u, 3u}) {
+    if (id != l) c.tick(id, 6);
+  }
+  c.restart(l);
+  // Hold the 2b votes until L has tried to propose as a leader that does
+  // not serve yet.
+  c.drop = [](const Message& m) { return std::holds_alternative<Phase2b>(m.payload); };
+  std::optional<ProposeResult> new_result;
+  for (int i = 0; i < 40 && c.r(l).status().role != Role::leader; ++i)
+    c.tick(l, 1);
+  EXPECT_EQ(c.r(l).status().role, Role::leader);
+  c.propose(l, "new", &new_result);
+  if (new_result && new_result->outcome == ProposeResult::Outcome::not_serving) {
+    new_result.reset();
+  }
+  c.drop = [](const Message&) { return false; };
+  for (int i = 0; i < 40 && !c.r(l).status().serving; ++i)
+    c.tick_all(1);
+  EXPECT_TRUE(c.r(l).status().serving);
+  if (!new_result) c.propose(l, "new", &new_result);
+  c.tick_all(3);
+  if (!new_result || new_result->outcome != ProposeResult::Outcome::applied) return {};
+  return c.payloads_at(l, new_result->slot);
+}
+
+TEST(Replica, a_proposal_is_reported_applied_only_for_its_own_command) {
+  // P10: command identities are unique across restarts of the proposer and
+  // a leader takes proposals only once its barrier is applied.
+  std::vector<std::string> got = restarted_leader_outcome(PlantedBugs{});
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], "new");
+  // The scenario does catch the mistake it guards against.
+  PlantedBugs bugs;
+  bugs.propose_before_serving = true;
+  bugs.command_ids_per_process = true;
+  got = restarted_leader_outcome(bugs);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0], "old") << "the planted bugs should make \"new\" resolve with \"old\"";
+}
+
+TEST(Replica, command_ids_carry_the_leaders_ballot) {
+  Cluster c(3);
+  NodeId l = c.elect();
+  auto a = c.r(l).propose("a");
+  auto b = c.r(l).propose("b");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->ballot, c.r(l).status().ballot);
+  EXPECT_EQ(a->seq + 1, b->seq);
+  EXPECT_EQ(a->origin(), l);
+}
+
+TEST(Replica, a_payload_too_large_for_a_slot_is_refused_at_propose) {
+  // P10: a value the log cannot store would stop every replica; it is
+  // refused before it is put in a slot.
+  Cluster c(3, PlantedBugs{}, 4096);
+  NodeId l = c.elect();
+  const size_t max = c.r(l).config().command_bytes_max();
+  EXPECT_EQ(max, 4096 - kValueHeaderBytes - kCommandHeaderBytes);
+  std::optional<ProposeResult> out;
+  c.propose(l, std::string(max + 1, 'x'), &out);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->outcome, ProposeResult::Outcome::too_large);
+  const Slot last = c.r(l).status().last_slot;
+  c.propose(l, std::string(max, 'x'), &out);
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->outcome, ProposeResult::Outcome::applied);
+  EXPECT_EQ(out->slot, last + 1);
+  for (const auto& [node, a] : c.applied) {
+    EXPECT_LE(a.value->size(), 4096u) << "a slot value above batch_bytes_max";
+  }
+}
+
+TEST(Replica, term_starts_are_applied_in_slot_order_on_every_replica) {
+  Cluster c(3);
+  NodeId a = c.elect();
+  ASSERT_TRUE(c.r(a).propose("x").ok());
+  c.pump();
+  c.crash(a);
+  NodeId b = c.elect();
+  ASSERT_NE(b, 0u);
+  c.restart(a);
+  c.tick_all(20);
+  std::map<NodeId, std::vector<AppliedEntry::Kind>> seen;
+  for (const auto& [node, kind] : c.entries)
+    seen[node].push_back(kind);
+  // The restarted replica applied its log again from the start (no
+  // snapshot): look at its second life only.
+  seen[a].erase(seen[a].begin(), seen[a].begin() + 2);
+  using K = AppliedEntry::Kind;
+  const std::vector<K> expected = {K::term_start, K::command, K::term_start};
+  for (NodeId id : {1u, 2u, 3u})
+    EXPECT_EQ(seen[id], expected) << "replica " << id;
 }
 
 }  // namespace

@@ -4,7 +4,10 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <future>
 #include <mutex>
+#include <set>
+#include <thread>
 
 #include "consensus/storage.h"
 #include "tests/support/sim_fs.h"
@@ -180,6 +183,106 @@ TEST(PaxosStorage, snapshot_truncates_the_log_and_restarts_from_it) {
   }
   EXPECT_EQ(above.size(), 100u) << "every record above the snapshot survives (P3)";
   EXPECT_LT(rec.records.size(), 400u);
+}
+
+// P6: a snapshot installed from a peer (on the loop, through persist) and
+// the replica's own snapshot (on the snapshot thread) may be saved at the
+// same moment. One of them is held inside its fsync while the other runs;
+// both must succeed, the newer one must win, and what a restart finds must
+// be consistent (no slot above the snapshot lost).
+void race_install_and_local_snapshot(bool hold_local) {
+  SimFileSystem fs(7);
+  std::atomic<int> fatal{0};
+  StorageOptions o = options(fs, true);
+  o.on_fatal = [&](const Status&) { fatal++; };
+  const std::string big(3000, 'x');
+  {
+    Recovered rec;
+    auto st = PaxosStorage::open(o, &rec);
+    ASSERT_TRUE(st.ok());
+    for (Slot s = 1; s <= 400; ++s) {
+      Ready r;
+      r.records = {accept(s, {1, 1}, big + std::to_string(s))};
+      persist_and_wait(**st, r);
+    }
+    // Hold the first fsync of snapshot.tmp made by the held side's thread.
+    std::mutex mu;
+    std::condition_variable cv;
+    bool held = false, release = false;
+    std::thread::id held_thread;
+    fs.set_before_sync([&](const std::string& path) {
+      if (path != "/data/snapshot.tmp") return;
+      std::unique_lock lock(mu);
+      if (held || std::this_thread::get_id() != held_thread) return;
+      held = true;
+      cv.notify_all();
+      cv.wait(lock, [&] { return release; });
+    });
+    PaxosStorage& storage = **st;
+    auto local = [&] { return storage.save_snapshot(300, "local-300"); };
+    auto install = [&] {
+      Ready r;
+      r.install = Ready::Install{350, make_bytes("peer-350")};
+      r.records = {accept(401, {1, 1}, "after")};
+      std::promise<void> done;
+      storage.persist(r, [&] { done.set_value(); });
+      if (done.get_future().wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        return error(Code::timeout, "the install never became durable");
+      }
+      return ok_status();
+    };
+    std::future<Status> first, second;
+    {
+      std::unique_lock lock(mu);
+      first = std::async(std::launch::async, [&] {
+        {
+          std::lock_guard l(mu);
+          held_thread = std::this_thread::get_id();
+        }
+        return hold_local ? local() : install();
+      });
+    }
+    {
+      std::unique_lock lock(mu);
+      ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return held; }));
+    }
+    second = std::async(std::launch::async, [&] { return hold_local ? install() : local(); });
+    // The second writer may wait for the first (one writer at a time) or
+    // not; give it time to run as far as it can, then let the first go.
+    second.wait_for(std::chrono::milliseconds(300));
+    {
+      std::lock_guard lock(mu);
+      release = true;
+      cv.notify_all();
+    }
+    EXPECT_TRUE(first.get().ok());
+    EXPECT_TRUE(second.get().ok());
+    fs.set_before_sync(nullptr);
+    EXPECT_EQ(fatal.load(), 0) << "a snapshot write failed";
+    EXPECT_EQ(storage.snapshot_index(), 350u);
+    fs.crash(SimFileSystem::PageLoss::all_unsynced, SimFileSystem::DirLoss::all_unsynced);
+  }
+  fs.restart();
+  Recovered rec;
+  o.bootstrap = false;
+  auto st = PaxosStorage::open(o, &rec);
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(rec.snapshot_index, 350u);
+  ASSERT_TRUE(rec.snapshot);
+  EXPECT_EQ(*rec.snapshot, "peer-350");
+  std::set<Slot> above;
+  for (const LogRecord& r : rec.records) {
+    if (r.slot > rec.snapshot_index) above.insert(r.slot);
+  }
+  EXPECT_EQ(above.size(), 51u) << "records above the snapshot lost (P3)";
+}
+
+TEST(PaxosStorage, a_peer_snapshot_installed_during_a_local_snapshot_is_kept) {
+  race_install_and_local_snapshot(true);
+}
+
+TEST(PaxosStorage, a_local_snapshot_taken_during_a_peer_install_does_not_replace_it) {
+  race_install_and_local_snapshot(false);
 }
 
 }  // namespace
