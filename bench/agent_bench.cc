@@ -262,6 +262,9 @@ std::string step_summary(bool one_shot) {
 
 class AgentProcess {
  public:
+  // Extra dtx-agent flags for experiments (--agent-args).
+  static inline std::vector<std::string> extra_args;
+
   AgentProcess(const std::string& dir, std::vector<std::string> db_args, int pool) {
     std::filesystem::create_directories(dir);
     const std::string token = dir + "/token";
@@ -276,6 +279,7 @@ class AgentProcess {
 
                                      "--log-level",  "warn"};
     args.insert(args.end(), db_args.begin(), db_args.end());
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
     proc_ = testing::Process::spawn(testing::bin_dir() + "/dtx-agent", args, dir + "/agent.log");
     rest::ClientOptions co;
     co.bearer_token = kToken;
@@ -357,8 +361,16 @@ int main(int argc, char** argv) {
   app.add_option("--postgres", pg_url, "PostgreSQL URL (default: $DTX_TEST_PG_URL)");
   app.add_flag("!--no-postgres", pg, "skip PostgreSQL");
   app.add_flag("!--no-sqlite", sqlite, "skip SQLite");
+  std::string agent_args;
+  app.add_option("--agent-args", agent_args,
+                 "extra dtx-agent flags, space-separated (e.g. \"--http-threads 1\")");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
+  {
+    std::istringstream words(agent_args);
+    for (std::string w; words >> w;)
+      AgentProcess::extra_args.push_back(w);
+  }
   const int max_clients = *std::max_element(clients.begin(), clients.end());
   std::filesystem::create_directories(dir);
   const std::string abs = std::filesystem::absolute(dir).string();
