@@ -4,8 +4,11 @@
 
 #include <boost/json/serialize.hpp>
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <future>
+
+#include <unistd.h>
 
 #include "common/logging.h"
 #include "coordinator/agent_link.h"
@@ -151,36 +154,66 @@ void Coordinator::Impl::send(AgentCall c) {
   });
 }
 
+namespace {
+
+// The node's outcome, by its name (consensus::outcome_name), so this shell
+// follows the node's list as it grows; a name it does not know counts as
+// unknown, the safe reading (P7).
+ProposeOutcome outcome_of(const consensus::ProposeResult& r) {
+  const std::string_view n = consensus::outcome_name(r.outcome);
+  if (n == "applied") return ProposeOutcome::applied;
+  if (n == "not_leader") return ProposeOutcome::not_leader;
+  if (n == "not_serving") return ProposeOutcome::not_serving;
+  if (n == "busy") return ProposeOutcome::busy;
+  if (n == "too_large") return ProposeOutcome::too_large;
+  if (n == "stopped") return ProposeOutcome::stopped;
+  return ProposeOutcome::unknown;
+}
+
+// The node hands each applied command to the table; term starts are the
+// table's own TERM records (core/records.h), so the node's are skipped.
+struct ApplyAdapter {
+  Coordinator::Impl* self;
+  void operator()(consensus::Slot slot, const consensus::Command& c) const {
+    self->on_apply(slot, c);
+  }
+  template <class Entry>
+  void operator()(const Entry& e) const {
+    if (e.command) self->on_apply(e.slot, *e.command);
+  }
+};
+
+}  // namespace
+
 void Coordinator::Impl::propose(Proposal p) {
+  if (opt.test_fault == "before_decision") {
+    const auto* d = std::get_if<DecisionRecord>(&p.record);
+    if (d && d->outcome == Outcome::committed && !d->participants.empty() && test_fault_fires()) {
+      spdlog::warn("coordinator: test fault before_decision: killing this process");
+      std::raise(SIGKILL);
+    }
+  }
   std::string bytes = encode_record(p.record);
   const uint64_t id = p.id;
   node->propose(std::move(bytes), [this, id](consensus::ProposeResult r) {
     // Completions run on the loop.
-    ProposeOutcome o = ProposeOutcome::unknown;
-    switch (r.outcome) {
-      case consensus::ProposeResult::Outcome::applied:
-        o = ProposeOutcome::applied;
-        break;
-      case consensus::ProposeResult::Outcome::unknown:
-        o = ProposeOutcome::unknown;
-        break;
-      case consensus::ProposeResult::Outcome::not_leader:
-        o = ProposeOutcome::not_leader;
-        break;
-      case consensus::ProposeResult::Outcome::busy:
-        o = ProposeOutcome::busy;
-        break;
-      case consensus::ProposeResult::Outcome::stopped:
-        o = ProposeOutcome::stopped;
-        break;
-      default:
-        o = ProposeOutcome::unknown;
-        break;
-    }
+    const ProposeOutcome o = outcome_of(r);
     if (o != ProposeOutcome::applied) ++proposals_refused;
     driver->on_proposed(id, o, now());
     flush();
   });
+}
+
+bool Coordinator::Impl::test_fault_fires() {
+  // Armed by a file next to the data directories; the first replica to
+  // remove it fires, so one fault kills one leader, not every next one.
+  std::string dir = opt.data_dir;
+  while (!dir.empty() && dir.back() == '/')
+    dir.pop_back();
+  const auto slash = dir.rfind('/');
+  const std::string armed =
+      (slash == std::string::npos ? std::string(".") : dir.substr(0, slash)) + "/test-fault-armed";
+  return ::unlink(armed.c_str()) == 0;
 }
 
 void Coordinator::Impl::on_apply(consensus::Slot slot, const consensus::Command& c) {
@@ -195,6 +228,12 @@ void Coordinator::Impl::on_apply(consensus::Slot slot, const consensus::Command&
     std::abort();
   }
   const ApplyResult res = table->apply(slot, *rec);
+  if (opt.test_fault == "after_decision" && res.kind == ApplyResult::Kind::decided &&
+      res.first_decision && res.outcome == Outcome::committed && driver->serving() &&
+      test_fault_fires()) {
+    spdlog::warn("coordinator: test fault after_decision: killing this process");
+    std::raise(SIGKILL);
+  }
   if (res.kind == ApplyResult::Kind::ignored && !res.note.empty()) {
     spdlog::debug("coordinator: slot {} {}: {}", slot, describe(*rec), res.note);
   }
@@ -336,7 +375,7 @@ Result<std::unique_ptr<Coordinator>> Coordinator::start(CoordinatorOptions optio
   no.fs = m.opt.fs;
   consensus::NodeCallbacks cb;
   Impl* self = &m;
-  cb.apply = [self](consensus::Slot slot, const consensus::Command& c) { self->on_apply(slot, c); };
+  cb.apply = ApplyAdapter{self};
   cb.on_leader = [self](consensus::Ballot b, consensus::Slot) {
     spdlog::info("coordinator: elected leader under ballot {}; proposing its term", b.describe());
     self->driver->on_elected(b, self->now());

@@ -38,6 +38,13 @@ struct CoordinatorOptions {
   int64_t agent_health_every_ms = 2'000;
   bool unsafe_no_fsync = false;  // refused unless the data dir is explicitly throwaway
   FileSystem* fs = nullptr;      // tests; default POSIX
+  // Tests only: kill this process (SIGKILL) at a point of the protocol, so
+  // process-level tests can crash a leader exactly there:
+  //   "before_decision": when a commit decision is about to be proposed;
+  //   "after_decision": when a commit decision was applied, before phase two.
+  // It fires once: only while the file test-fault-armed exists in the data
+  // directory's parent, which the firing replica removes.
+  std::string test_fault;
 };
 
 class Coordinator {

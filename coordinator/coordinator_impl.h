@@ -86,6 +86,7 @@ struct Coordinator::Impl {
   void log_event(const Event& e);
   void tick_loop();
   void check_agent_health();
+  bool test_fault_fires();
 
   // Node callbacks (loop thread).
   void on_apply(consensus::Slot slot, const consensus::Command& c);

@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
                  "take a snapshot of the transaction table every this many slots")
       ->check(CLI::Range(100, 100'000'000));
   app.add_option("--log-level", log_level, std::string(logging::kLevelNames));
+  std::string test_fault;
+  app.add_option("--test-fault", test_fault)
+      ->group("")  // hidden: process-level tests only
+      ->check(CLI::IsMember({"before_decision", "after_decision"}));
   CLI11_PARSE(app, argc, argv);
 
   if (Status s = logging::setup("dtx-coordinator", log_level); !s.ok()) {
@@ -62,6 +66,7 @@ int main(int argc, char** argv) {
   o.bootstrap = bootstrap;
   o.http_threads = http_threads;
   o.snapshot_every_slots = snapshot_every;
+  o.test_fault = test_fault;
 
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);

@@ -8,3 +8,28 @@ if(TARGET dtx_coordinator_core)
     GTest::gtest_main)
   gtest_discover_tests(dtx-coordinator-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 120)
 endif()
+
+# Integration: three dtx-coordinator processes, a PostgreSQL agent and a
+# SQLite agent, checked in the databases themselves.
+if(TARGET dtx-coordinator AND TARGET dtx-agent AND TARGET dtx)
+  find_package(PkgConfig REQUIRED)
+  pkg_check_modules(PQXX_CLUSTER REQUIRED IMPORTED_TARGET libpqxx)
+  find_package(SQLite3 REQUIRED)
+  add_executable(dtx-coordinator-integration-tests integration/coordinator_test.cc)
+  target_link_libraries(dtx-coordinator-integration-tests PRIVATE dtx_rest dtx_test_support
+    PkgConfig::PQXX_CLUSTER SQLite::SQLite3 GTest::gtest GTest::gtest_main)
+  add_dependencies(dtx-coordinator-integration-tests dtx-coordinator dtx-agent dtx)
+  gtest_discover_tests(dtx-coordinator-integration-tests DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT 300 LABELS integration)
+endif()
+
+# docs/api.md's curl examples, run against a real cluster (needs curl, jq).
+if(TARGET dtx-coordinator AND TARGET dtx-agent)
+  add_executable(dtx-api-doc-tests integration/api_doc_test.cc)
+  target_link_libraries(dtx-api-doc-tests PRIVATE dtx_rest dtx_test_support
+    PkgConfig::PQXX_CLUSTER SQLite::SQLite3 GTest::gtest GTest::gtest_main)
+  target_compile_definitions(dtx-api-doc-tests PRIVATE DTX_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+  add_dependencies(dtx-api-doc-tests dtx-coordinator dtx-agent)
+  gtest_discover_tests(dtx-api-doc-tests DISCOVERY_TIMEOUT 60
+    PROPERTIES TIMEOUT 300 LABELS integration)
+endif()
