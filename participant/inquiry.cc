@@ -43,11 +43,14 @@ void Inquirer::ask_at(const std::string& txid, const std::string& peer, int hops
     if (r->status == 307) {
       auto loc = r->headers.get("Location");
       auto leader = loc ? peer_of(*loc) : std::nullopt;
-      if (leader && hops < kRedirectsMax) {
-        // Start there next time too, whether it is in our list or not.
-        for (size_t k = 0; k < coordinators_.size(); ++k) {
-          if (coordinators_[k] == *leader) next_ = k;
-        }
+      // Only to a replica of our own list: the request carries the cluster
+      // token, which must never go to an address someone else named.
+      std::optional<size_t> known;
+      for (size_t k = 0; leader && k < coordinators_.size(); ++k) {
+        if (coordinators_[k] == *leader) known = k;
+      }
+      if (known && hops < kRedirectsMax) {
+        next_ = *known;  // start there next time too
         return ask_at(txid, *leader, hops + 1, done);
       }
       advance();

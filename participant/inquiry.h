@@ -3,8 +3,9 @@
 //
 // It asks one replica; a follower answers 307 with the leader in
 // Location, and the inquiry follows it at once (at most kRedirectsMax
-// hops), so one inquiry reaches the leader and the branch's backoff is not
-// spent on followers. A replica that does not answer (or answers
+// hops, and only to a replica of the configured list: the request carries
+// the cluster token), so one inquiry reaches the leader and the branch's
+// backoff is not spent on followers. A replica that does not answer (or answers
 // something unusable) makes the next inquiry start at the next replica in
 // the list; one that redirected makes it start at the leader it named.
 //

@@ -43,6 +43,9 @@
 //        503 no_session: no database session came free in time; this exec used
 //            its seq and the branch is doomed (vote no) — never "ask again"
 //        503 overloaded: the agent's queue is full; nothing ran, seq not used
+//        410 forgotten: a new branch for a txid below the watermark (never opened)
+//        400 invalid_argument: malformed body, or a txid that is not canonical or
+//            not of the agent's cluster
 //   POST /v1/branches/{txid}/prepare    PrepareRequest -> 200 VoteAnswer
 //        {"agent_id", "ballot", "exec_count": 1, "digest": "<16 hex digits>"}
 //        200 {"vote": "yes"} | {"vote": "no", "reason": {"sqlstate", "message"}}
@@ -56,7 +59,7 @@
 //                         {"error": {"code": "sql_error", "message", "sqlstate"}}, ...],
 //             "vote": "yes" | "no", "reason"?: {"sqlstate", "message"}}
 //        409 not_active (the txid is known: nothing ran), stale_ballot,
-//            wrong_agent; 503 overloaded
+//            wrong_agent; 410 forgotten (below the watermark); 503 overloaded
 //   POST /v1/branches/{txid}/precommit  DecisionRequest -> 200 PrecommitAnswer
 //        {"agent_id", "ballot"?}        200 {"state": "precommitted" | "committed"}
 //        409 not_prepared, busy, wrong_agent
