@@ -21,6 +21,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -81,5 +82,12 @@ Status write_all(File& file, uint64_t offset, std::span<const uint8_t> data);
 Status read_exact(File& file, uint64_t offset, std::span<uint8_t> out);
 
 std::string join_path(const std::string& dir, const std::string& name);
+
+// The whole content of a file.
+Result<std::string> read_file(FileSystem& fs, const std::string& path);
+// Replaces dir/name with bytes, atomically and durably: dir/name.tmp is
+// written and synced, renamed over dir/name, and dir is synced.
+Status write_file_atomically(FileSystem& fs, const std::string& dir, const std::string& name,
+                             std::string_view bytes);
 
 }  // namespace dtx
