@@ -26,31 +26,6 @@ std::span<const uint8_t> view(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
 
-Result<std::string> read_file(FileSystem& fs, const std::string& path) {
-  auto f = fs.open(path, OpenMode::read_only);
-  if (!f.ok()) return f.status();
-  auto size = (*f)->size();
-  if (!size.ok()) return size.status();
-  std::string s(*size, '\0');
-  DTX_RETURN_IF_ERROR(
-      read_exact(**f, 0, std::span<uint8_t>(reinterpret_cast<uint8_t*>(s.data()), s.size())));
-  return s;
-}
-
-// temp file, fsync, rename, directory fsync.
-Status write_file_atomically(FileSystem& fs, const std::string& dir, const std::string& name,
-                             const std::string& bytes) {
-  const std::string tmp = join_path(dir, name + ".tmp");
-  if (fs.exists(tmp)) DTX_RETURN_IF_ERROR(fs.remove(tmp));
-  auto f = fs.open(tmp, OpenMode::create_exclusive);
-  if (!f.ok()) return f.status();
-  DTX_RETURN_IF_ERROR(write_all(**f, 0, view(bytes)));
-  DTX_RETURN_IF_ERROR((*f)->sync());
-  f->reset();
-  DTX_RETURN_IF_ERROR(fs.rename(tmp, join_path(dir, name)));
-  return fs.sync_dir(dir);
-}
-
 std::string encode_record(const LogRecord& r) {
   Writer w;
   w.u64(r.slot);

@@ -1,6 +1,19 @@
-# Multi-Paxos: the simulator and the unit tests of the core.
+# The simulator's library: seeded Rng, the event queue, named fault mixes,
+# the simulated network and disk, Paxos replicas on them (SimPaxosNode, on
+# the executor the node uses). Other simulations link it.
+add_library(dtx_sim
+  sim/sim_events.cc
+  sim/sim_faults.cc
+  sim/sim_network.cc
+  sim/sim_disk.cc
+  sim/sim_paxos_storage.cc
+  sim/sim_paxos_node.cc
+)
+target_link_libraries(dtx_sim PUBLIC dtx_consensus_executor dtx_test_support)
+
+# Multi-Paxos: the key-value scenario on the library, and the unit tests.
 add_library(dtx_paxos_sim sim/paxos_sim.cc)
-target_link_libraries(dtx_paxos_sim PUBLIC dtx_consensus_core)
+target_link_libraries(dtx_paxos_sim PUBLIC dtx_sim)
 
 add_executable(dtx-sim sim/dtx_sim_main.cc)
 target_link_libraries(dtx-sim PRIVATE dtx_paxos_sim CLI11::CLI11 spdlog::spdlog fmt::fmt)

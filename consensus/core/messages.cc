@@ -70,6 +70,7 @@ struct Encoder {
     w.u64(p.commit_index);
   }
   void operator()(const Phase2b& p) {
+    w.u64(p.compacted);
     w.u32(static_cast<uint32_t>(p.slots.size()));
     for (Slot s : p.slots)
       w.u64(s);
@@ -163,6 +164,7 @@ Result<Message> decode_message(std::span<const uint8_t> bytes, NodeId to) {
     }
     case tag_of<Phase2b>(): {
       Phase2b p;
+      p.compacted = r.u64();
       const uint32_t n = r.count(8);
       p.slots.reserve(n);
       for (uint32_t i = 0; i < n && r.ok(); ++i)
@@ -270,6 +272,7 @@ std::string Message::describe() const {
           if (!p.entries.empty()) os << p.entries.front().slot << ".." << p.entries.back().slot;
           os << " commit=" << p.commit_index;
         } else if constexpr (std::is_same_v<T, Phase2b>) {
+          if (p.compacted) os << " compacted=" << p.compacted;
           os << " slots=" << p.slots.size();
           if (!p.slots.empty()) os << "(" << p.slots.front() << ".." << p.slots.back() << ")";
         } else if constexpr (std::is_same_v<T, Nack>) {

@@ -53,8 +53,13 @@ struct Phase2a {
   Slot commit_index = 0;
 };
 
-// Phase 2b: sent only after the acceptance is durable (P3).
+// Phase 2b: sent only after the acceptance is durable (P3). `compacted`
+// non-zero: some entries of the 2a were at or below this acceptor's
+// compaction index, so it cannot vote for them (they are chosen, and it
+// holds only a snapshot); a leader that has such a slot open goes back to
+// phase 1, whose catch-up fetches that snapshot.
 struct Phase2b {
+  Slot compacted = 0;
   std::vector<Slot> slots;
 };
 

@@ -337,7 +337,10 @@ void Replica::on_phase2a(const Message& m, const Phase2a& p) {
   follow(m.ballot, m.from);
   Phase2b reply;
   for (const SlotValue& e : p.entries) {
-    if (e.slot <= compaction_index_) continue;
+    if (e.slot <= compaction_index_) {
+      reply.compacted = compaction_index_;
+      continue;
+    }
     SlotState& st = log_[e.slot];
     if (st.chosen && *st.value != *e.value) {
       // A stale leader's proposal for a slot already chosen otherwise (it
@@ -350,7 +353,11 @@ void Replica::on_phase2a(const Message& m, const Phase2a& p) {
     add_record(LogRecord{LogRecord::Kind::accept, e.slot, m.ballot, st.value});
     reply.slots.push_back(e.slot);
   }
-  if (!reply.slots.empty()) send_after_persist(m.from, std::move(reply), m.ballot);
+  if (!reply.slots.empty()) {
+    send_after_persist(m.from, std::move(reply), m.ballot);
+  } else if (reply.compacted != 0) {
+    send(m.from, std::move(reply), m.ballot);  // no acceptance to wait for
+  }
   learn_commit(p.commit_index, m.ballot, m.from);
 }
 
@@ -784,6 +791,16 @@ void Replica::retransmit_phase2a() {
 void Replica::on_phase2b(const Message& m, const Phase2b& p) {
   if (role_ != Role::leader || m.ballot != ballot_) return;
   last_heard_tick_[m.from] = ticks_;
+  if (p.compacted > commit_index_ && !serving_) {
+    // An acceptor learned (by catch-up, after it promised us) that slots
+    // this new leader re-proposes are chosen, and compacted them: it can
+    // never vote for them, and other acceptors may be in the same state.
+    // Run phase 1 again: its catch-up fetches that snapshot first (P1).
+    // Only before serving: a serving leader's open slots are its own, and
+    // nobody can know them chosen before it does.
+    step_down(ballot_);
+    return;
+  }
   bool advanced = false;
   for (Slot s : p.slots) {
     if (s <= commit_index_ || s >= next_slot_) continue;

@@ -2,6 +2,7 @@
 //   dtx-sim --seeds 2000 --replicas 3
 //   dtx-sim --seed 1234 --trace            # replay one seed, printing every event
 //   dtx-sim --seeds 500 --bug forgotten_promise   # show the checker catches a planted bug
+//   dtx-sim --seeds 500 --faults followers        # faults only to followers: leadership must stay
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include <chrono>
 
 #include "tests/sim/paxos_sim.h"
+#include "tests/sim/sim_faults.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Deterministic simulation of dtx's Multi-Paxos group."};
@@ -17,7 +19,7 @@ int main(int argc, char** argv) {
   int replicas = 3;
   int64_t fault_ms = 4000, liveness_ms = 4000;
   bool trace = false, expect_violation = false;
-  std::string bug;
+  std::string bug, faults = "default";
   app.add_option("--seeds", seeds, "how many seeds to run")->default_val(seeds);
   app.add_option("--first-seed", first, "first seed")->default_val(first);
   app.add_option("--seed", one, "run exactly this seed");
@@ -27,9 +29,14 @@ int main(int argc, char** argv) {
   app.add_option("--fault-ms", fault_ms, "simulated time with faults")->default_val(fault_ms);
   app.add_option("--liveness-ms", liveness_ms, "healed time in which probes must apply")
       ->default_val(liveness_ms);
+  app.add_option("--faults", faults,
+                 "fault mix: none, default, followers (never the leader; leadership must stay), "
+                 "lossy")
+      ->default_val(faults);
   app.add_option("--bug", bug,
                  "plant a bug: forgotten_promise, forgotten_implicit_promise, "
-                 "stale_accepted_value, noop_over_compacted, duplicate_2b_counted");
+                 "stale_accepted_value, noop_over_compacted, duplicate_2b_counted, no_pre_vote, "
+                 "proposal_identity");
   app.add_flag("--expect-violation", expect_violation,
                "succeed only if some seed finds a violation (for planted bugs)");
   app.add_flag("--trace", trace, "print every event");
@@ -41,6 +48,11 @@ int main(int argc, char** argv) {
   o.fault_ms = fault_ms;
   o.liveness_ms = liveness_ms;
   o.trace = trace;
+  o.faults = faults;
+  if (!dtx::sim::fault_mix(faults)) {
+    fmt::print(stderr, "dtx-sim: unknown fault mix '{}'\n", faults);
+    return 2;
+  }
   if (!bug.empty() && !dtx::sim::parse_planted_bug(bug, &o.bugs)) {
     fmt::print(stderr, "dtx-sim: unknown bug '{}'\n", bug);
     return 2;
@@ -50,26 +62,30 @@ int main(int argc, char** argv) {
     seeds = 1;
   }
   const auto start = std::chrono::steady_clock::now();
-  uint64_t ran = 0, violations = 0, faults = 0, ops = 0, elections = 0;
+  uint64_t ran = 0, violations = 0, fault_count = 0, ops = 0, elections = 0, changes = 0;
   double simulated = 0;
   for (uint64_t s = first; s < first + seeds; ++s) {
     o.seed = s;
     dtx::sim::PaxosSimResult r = dtx::sim::run_paxos_sim(o);
     ++ran;
     simulated += r.simulated_s;
-    faults += r.faults;
+    fault_count += r.faults;
+    changes += r.leader_changes;
     ops += r.client_ops;
     elections += r.elections;
     if (one) {
-      fmt::print("seed {}: trace hash {:016x}, {} slots applied, {} snapshots, {} installs\n", s,
-                 r.trace_hash, r.applied_slots, r.snapshots, r.snapshot_installs);
+      fmt::print(
+          "seed {}: trace hash {:016x}, {} slots applied, {} snapshots, {} installs, {} leader "
+          "terms, {} leader changes after faults began\n",
+          s, r.trace_hash, r.applied_slots, r.snapshots, r.snapshot_installs, r.elections,
+          r.leader_changes);
     }
     if (!r.ok) {
       ++violations;
       fmt::print(
-          "VIOLATION seed {} ({} replicas{}): {}\n  replay: dtx-sim --seed {} --replicas {}{} "
-          "--trace\n",
-          s, replicas, bug.empty() ? "" : ", bug " + bug, r.violation, s, replicas,
+          "VIOLATION seed {} ({} replicas, faults {}{}): {}\n  replay: dtx-sim --seed {} "
+          "--replicas {} --faults {}{} --trace\n",
+          s, replicas, faults, bug.empty() ? "" : ", bug " + bug, r.violation, s, replicas, faults,
           bug.empty() ? "" : " --bug " + bug);
       if (expect_violation) break;
     }
@@ -77,9 +93,9 @@ int main(int argc, char** argv) {
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   fmt::print(
-      "dtx-sim: {} seeds, {} replicas, {:.0f} simulated s, {} faults, {} client ops, {} leader "
-      "terms, {} violations ({:.1f} s wall)\n",
-      ran, replicas, simulated, faults, ops, elections, violations, wall);
+      "dtx-sim: {} seeds, {} replicas, faults {}, {:.0f} simulated s, {} faults, {} client ops, "
+      "{} leader terms, {} leader changes after faults began, {} violations ({:.1f} s wall)\n",
+      ran, replicas, faults, simulated, fault_count, ops, elections, changes, violations, wall);
   if (expect_violation) return violations > 0 ? 0 : 1;
   return violations == 0 ? 0 : 1;
 }

@@ -158,7 +158,8 @@ TEST(PaxosMessages, every_message_round_trips_and_garbage_is_refused) {
       Phase1a{5},
       Phase1b{2, 4, {SlotValue{5, Ballot{3, 1}, false, make_bytes("v5")}}},
       Phase2a{{SlotValue{6, Ballot{3, 1}, false, make_bytes("v6")}}, 5},
-      Phase2b{{6, 7}},
+      Phase2b{0, {6, 7}},
+      Phase2b{12, {}},
       Nack{Ballot{9, 2}},
       Heartbeat{7, 11},
       HeartbeatAck{11, 7},
@@ -182,7 +183,7 @@ TEST(PaxosMessages, every_message_round_trips_and_garbage_is_refused) {
       EXPECT_FALSE(cut.ok()) << payload_name(p) << " cut at " << n;
     }
   }
-  std::string forged = encode_message(Message{1, 2, {}, Phase2b{{1}}});
+  std::string forged = encode_message(Message{1, 2, {}, Phase2b{0, {1}}});
   forged[forged.size() - 12] = '\x7f';  // a count far larger than the input
   EXPECT_FALSE(decode_message(std::span<const uint8_t>(
                                   reinterpret_cast<const uint8_t*>(forged.data()), forged.size()),
@@ -250,7 +251,8 @@ TEST(Replica, votes_are_counted_per_distinct_acceptor) {
   };
   ASSERT_TRUE(c.r(leader).propose("once").ok());
   c.pump();
-  Message dup{only, leader, c.r(leader).status().ballot, Phase2b{{c.r(leader).status().last_slot}}};
+  Message dup{only, leader, c.r(leader).status().ballot,
+              Phase2b{0, {c.r(leader).status().last_slot}}};
   c.r(leader).step(dup);
   c.r(leader).step(dup);
   c.pump();
@@ -534,6 +536,28 @@ TEST(Replica, term_starts_are_applied_in_slot_order_on_every_replica) {
   const std::vector<K> expected = {K::term_start, K::command, K::term_start};
   for (NodeId id : {1u, 2u, 3u})
     EXPECT_EQ(seen[id], expected) << "replica " << id;
+}
+
+TEST(Replica, an_acceptor_tells_a_leader_which_slots_it_compacted) {
+  // A new leader re-proposes a slot this acceptor learned chosen (after it
+  // promised) and compacted: it cannot vote, and says so, so the leader can
+  // go back to phase 1 and catch up instead of waiting forever.
+  Config cfg;
+  cfg.self = 2;
+  cfg.members = {1, 2, 3};
+  Recovered rec;
+  rec.snapshot_index = 10;
+  rec.snapshot = make_bytes("image");
+  Replica r(cfg, rec);
+  r.step(Message{1, 2, Ballot{3, 1},
+                 Phase2a{{SlotValue{10, Ballot{3, 1}, false, make_bytes("v10")},
+                          SlotValue{11, Ballot{3, 1}, false, make_bytes("v11")}},
+                         9}});
+  Ready rd = r.take_ready();
+  ASSERT_EQ(rd.send_after_persist.size(), 1u);
+  const auto& b = std::get<Phase2b>(rd.send_after_persist[0].payload);
+  EXPECT_EQ(b.compacted, 10u);
+  EXPECT_EQ(b.slots, (std::vector<Slot>{11}));
 }
 
 }  // namespace
