@@ -71,7 +71,7 @@ struct AgentOptions {
   // host:port to serve HTTP on; "" serves no HTTP (in-process tests call
   // the steps directly).
   std::string listen = "127.0.0.1:0";
-  size_t http_threads = 2;  // they never wait for a database
+  size_t http_threads = 1;  // they never wait for a database (one: fewest hand-offs)
   size_t workers = 8;       // threads per lane (first execs, later execs, decisions, timers)
   size_t queue_max = 1024;  // queued requests beyond: 503
   size_t body_bytes_max = 1u << 20;
