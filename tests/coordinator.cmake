@@ -33,3 +33,15 @@ if(TARGET dtx-coordinator AND TARGET dtx-agent)
   gtest_discover_tests(dtx-api-doc-tests DISCOVERY_TIMEOUT 60
     PROPERTIES TIMEOUT 300 LABELS integration)
 endif()
+
+# The commit simulation: coordinator cores on simulated Paxos replicas,
+# agents on simulated databases, clients, faults, one seed (tests/sim).
+if(TARGET dtx_sim)
+  add_library(dtx_commit_sim sim/commit_sim.cc)
+  target_link_libraries(dtx_commit_sim PUBLIC dtx_sim dtx_coordinator_core dtx_participant_core)
+  add_executable(dtx-commit-sim sim/commit_sim_main.cc)
+  target_link_libraries(dtx-commit-sim PRIVATE dtx_commit_sim CLI11::CLI11)
+  add_executable(dtx-commit-sim-tests unit/commit_sim_test.cc)
+  target_link_libraries(dtx-commit-sim-tests PRIVATE dtx_commit_sim GTest::gtest GTest::gtest_main)
+  gtest_discover_tests(dtx-commit-sim-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+endif()

@@ -241,9 +241,16 @@ void Driver::on_exec_reply(Txn& t, Branch& b, AgentReply& r, const Now& now) {
                         participant_json(b.name));
   }
   if (r.delivery == AgentReply::Delivery::unknown) {
+    b.touched = true;
+    if (cfg_.bugs.retry_exec_blindly) {
+      // Planted bug: count it as run and send it again as the next exec.
+      b.digest = txn::exec_digest(b.digest, b.exec_count + 1, b.pending_statement.sql,
+                                  b.pending_statement.params);
+      ++b.exec_count;
+      return send_exec(t, b, now);
+    }
     // It may have run: the branch's digest is unknown now, so the
     // transaction can only abort (T5: never retried blindly).
-    b.touched = true;
     doom(t, AbortReason{b.name, r.timed_out ? "participant_timeout" : "participant_failed",
                         "the outcome of an exec on '" + b.name + "' is unknown", ""});
     done();
@@ -587,6 +594,7 @@ void Driver::propose_decision(Txn& t, Outcome o, const AbortReason& reason, cons
     std::string results = boost::json::serialize(results_json(t));
     if (results.size() <= kResultsBytesMax) d.results_json = std::move(results);
   }
+  t.proposed = o;
   t.proposal_id = propose(std::move(d));
   proposals_[t.proposal_id] = t.txid;
 }
@@ -612,6 +620,7 @@ void Driver::on_decided(Txn& t, const TxnEntry& e, const Now& now) {
   t.phase = Phase::decided;
   t.outcome = d.outcome;
   t.reason = d.reason;
+  if (cfg_.bugs.outcome_from_proposal && t.proposed) t.outcome = t.proposed;  // planted bug
   if (!first) return;
   t.decided_mono_ms = now.mono_ms;
   stats_.count_outcome(t.protocol, d.outcome);
@@ -688,6 +697,11 @@ void Driver::send_decision(Txn& t, Branch& b, const Now& now) {
 
 void Driver::on_decision_reply(Txn& t, Branch& b, AgentCall::Kind kind, AgentReply& r,
                                const Now& now) {
+  if (cfg_.bugs.ack_without_outcome && kind != AgentCall::Kind::precommit &&
+      r.delivery == AgentReply::Delivery::answered && r.http_status != 409) {
+    b.acked = true;  // planted bug: whatever it says
+    return maybe_complete(t, now);
+  }
   if (r.delivery != AgentReply::Delivery::answered || r.http_status >= 500) {
     return schedule_retry(b, now, false);
   }
@@ -937,15 +951,24 @@ void Driver::on_applied(const Record& r, const ApplyResult& res, const Now& now)
       }
       const TxnEntry* e = table_->find(res.txid);
       if (!e) return;
+      const bool orphan = orphan_props_.erase(res.txid) > 0;
       auto it = txns_.find(res.txid);
+      Txn* t = nullptr;
       if (it != txns_.end()) {
         on_decided(it->second, *e, now);
-      } else if (orphan_props_.erase(res.txid) || register_waiters_.count(res.txid)) {
+        t = &it->second;
+      } else if (orphan || register_waiters_.count(res.txid)) {
         // A failover abort or a presumed abort: drive it like any decision.
-        Txn& t = adopt_decided(*e, now);
-        for (const auto& p : orphan_participants_[res.txid])
-          add_phase2_branch(t, p, now);
-        orphan_participants_.erase(res.txid);
+        t = &adopt_decided(*e, now);
+      }
+      auto op = orphan_participants_.find(res.txid);
+      if (op != orphan_participants_.end()) {
+        // Every agent a sweep found holding it gets the decision too.
+        if (t) {
+          for (const auto& p : op->second)
+            add_phase2_branch(*t, p, now);
+        }
+        orphan_participants_.erase(op);
       }
       answer_register_waiters(res.txid, *e);
       return;

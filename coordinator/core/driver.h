@@ -65,6 +65,23 @@
 
 namespace dtx::coordinator {
 
+// Mistakes the commit simulation must catch (CORRECTNESS.md T1-T10; the
+// table in docs/protocol.md). All false outside tests/sim.
+struct DriverBugs {
+  bool outcome_from_proposal =
+      false;  // phase two and answers use the outcome proposed, not the register's
+  bool precommit_as_undecided =
+      false;  // a new leader aborts prepared branches of a 3PC commit decision
+  bool presume_abort_below_watermark = false;  // a forgotten txid is answered "aborted"
+  bool retry_exec_blindly =
+      false;  // an exec with unknown outcome is sent again (next seq), not doomed
+  bool ack_without_outcome = false;  // any answer to a decision counts as acknowledged (T6, T10)
+  bool any() const {
+    return outcome_from_proposal || precommit_as_undecided || presume_abort_below_watermark ||
+           retry_exec_blindly || ack_without_outcome;
+  }
+};
+
 struct DriverConfig {
   uint32_t in_flight_max = 10'000;  // transactions driven at once: 503 overloaded beyond
   uint32_t participants_max = 16;   // per transaction
@@ -85,6 +102,7 @@ struct DriverConfig {
   uint32_t list_page = 500;                   // branches per sweep page
   size_t recent_max = 100'000;                // unlogged outcomes remembered for status
   size_t keys_in_flight_max = 100'000;        // idempotency keys of undecided transactions
+  DriverBugs bugs;                            // planted bugs: tests/sim only
 };
 
 // Time from the shell: monotonic for timers, wall clock for stamps shown to
@@ -360,6 +378,7 @@ class Driver {
     std::vector<Waiter> waiters;
     uint64_t proposal_id = 0;
     std::optional<Outcome> outcome;
+    std::optional<Outcome> proposed;  // what this leader proposed (bugs.outcome_from_proposal)
     AbortReason reason;
     int64_t decided_mono_ms = 0;
     int64_t commit_asked_mono_ms = 0;
@@ -433,6 +452,7 @@ class Driver {
   void sweep_due(const Now& now);
   void on_swept_branch(const std::string& participant, const txn::BranchStatus& bs, const Now& now);
   void propose_orphan_abort(const Txid& id, const std::string& participant, const Now& now);
+  void add_abort_branch(Txn& t, const std::string& participant, const Now& now);
   void maybe_advance_watermark(const Now& now);
   void answer_admin(uint64_t proposal_id, ProposeOutcome outcome);
 

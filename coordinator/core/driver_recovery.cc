@@ -170,6 +170,9 @@ void Driver::answer_from_register(uint64_t req, Ask ask, const Txid& id, const T
 }
 
 void Driver::answer_forgotten(uint64_t req, Ask ask, const Txid& id) {
+  if (ask == Ask::inquiry && cfg_.bugs.presume_abort_below_watermark) {
+    return answer(req, 200, inquiry_json(id, "aborted"));  // planted bug
+  }
   if (ask == Ask::inquiry) {
     boost::json::object body = inquiry_json(id, "forgotten");
     boost::json::object err;
@@ -244,6 +247,11 @@ void Driver::add_phase2_branch(Txn& t, const std::string& participant, const Now
 void Driver::redrive_open(const Now& now) {
   for (const Txid& id : table_->open()) {
     if (txns_.count(id)) continue;
+    const TxnEntry* e = table_->find(id);
+    if (cfg_.bugs.precommit_as_undecided && e->decision.protocol == Protocol::three_pc &&
+        e->decision.outcome == Outcome::committed) {
+      continue;  // planted bug: left to the sweep, which takes it for undecided
+    }
     adopt_decided(*table_->find(id), now);
   }
 }
@@ -315,6 +323,25 @@ void Driver::on_swept_branch(const std::string& participant, const txn::BranchSt
   if (!parsed.ok() || parsed->cluster != table_->cluster()) return;
   const Txid id = *parsed;
   if (const TxnEntry* e = table_->find(id)) {
+    if (cfg_.bugs.precommit_as_undecided && e->decision.protocol == Protocol::three_pc &&
+        bs.state == txn::BranchState::prepared && !txns_.count(id)) {
+      // Planted bug: the 3PC commit decision read as undecided; the
+      // prepared branch is rolled back as an orphan.
+      Txn t;
+      t.txid = id;
+      t.ours = false;
+      t.phase = Phase::aborting;
+      Branch b;
+      b.name = participant;
+      if (const RegistryEntry* re = table_->participant(participant)) {
+        b.agent_id = re->agent_id;
+        b.url = re->url;
+      }
+      b.touched = true;
+      t.branches.push_back(std::move(b));
+      Txn& stored = txns_.emplace(id, std::move(t)).first->second;
+      return abort_unlogged(stored, AbortReason{"", "coordinator_failover", "", ""}, now);
+    }
     auto it = txns_.find(id);
     Txn& t = it != txns_.end() ? it->second : adopt_decided(*e, now);
     if (bs.state != txn::BranchState::active || e->decision.outcome == Outcome::aborted) {
@@ -323,7 +350,16 @@ void Driver::on_swept_branch(const std::string& participant, const txn::BranchSt
     return;
   }
   auto it = txns_.find(id);
-  if (it != txns_.end()) return;  // this leader drives it
+  if (it != txns_.end()) {
+    Txn& t = it->second;
+    if (t.phase != Phase::aborting) return;  // this leader drives it
+    // Being aborted without a log record, because another agent listed it
+    // active; here it is prepared: the abort must be in the log (an
+    // unlogged abort would let the watermark forget a prepared branch).
+    if (bs.state == txn::BranchState::prepared) return propose_orphan_abort(id, participant, now);
+    if (bs.state == txn::BranchState::active) return add_abort_branch(t, participant, now);
+    return;
+  }
   if (table_->classify(id) == TxnTable::Known::forgotten) {
     event(Event::Level::error, &id,
           "ALARM: participant '" + participant + "' holds a " + txn::branch_state_name(bs.state) +
@@ -371,6 +407,22 @@ void Driver::on_swept_branch(const std::string& participant, const txn::BranchSt
   // older leader (or of a term this leader lost): abort it in the log, then
   // drive the abort to every agent that reports it.
   propose_orphan_abort(id, participant, now);
+}
+
+void Driver::add_abort_branch(Txn& t, const std::string& participant, const Now& now) {
+  for (const Branch& b : t.branches) {
+    if (b.name == participant) return;
+  }
+  Branch b;
+  b.name = participant;
+  if (const RegistryEntry* re = table_->participant(participant)) {
+    b.agent_id = re->agent_id;
+    b.url = re->url;
+  }
+  b.touched = true;
+  t.branches.push_back(std::move(b));
+  t.acks_done = false;
+  send_decision(t, t.branches.back(), now);
 }
 
 void Driver::propose_orphan_abort(const Txid& id, const std::string& participant, const Now& now) {

@@ -313,6 +313,36 @@ TEST(CoordinatorDriver, a_new_leader_redrives_decided_transactions_and_sweeps_or
   EXPECT_TRUE(h.has_call(K::abort, "a"));
 }
 
+// Found by the commit simulation (seed 42): one agent listed an orphan as
+// active and another as prepared; the prepared branch was left out of the
+// unlogged abort, the watermark forgot the txid, and the branch stayed in
+// doubt for good.
+TEST(CoordinatorDriver, an_orphan_prepared_anywhere_is_aborted_in_the_log) {
+  Harness h;
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  const std::string orphan = interactive(h, {"a", "b"});
+  h.driver.on_not_serving();
+  h.pump();
+  h.calls.clear();
+  h.driver.on_elected(kB2, h.now);
+  h.pump();
+  h.apply_all();
+  txn::BranchStatus active;
+  active.txid = orphan;
+  active.state = txn::BranchState::active;
+  txn::BranchStatus prepared = active;
+  prepared.state = txn::BranchState::prepared;
+  h.answer_sweep({{"a", {active}}, {"b", {prepared}}});
+  ASSERT_EQ(h.proposed_decisions().size(), 1u) << "the prepared branch needs a logged abort";
+  EXPECT_FALSE(h.driver.sweep_done());
+  h.apply_all();
+  EXPECT_TRUE(h.driver.sweep_done());
+  EXPECT_TRUE(h.has_call(K::abort, "a"));
+  EXPECT_TRUE(h.has_call(K::abort, "b"));
+  EXPECT_EQ(h.table.find(testing::parse(orphan))->decision.outcome, Outcome::aborted);
+}
+
 TEST(CoordinatorDriver, inquiries_follow_presumed_abort_but_never_below_the_watermark) {
   Harness h;
   h.register_participants({"a"});
