@@ -44,4 +44,8 @@ if(TARGET dtx_sim)
   add_executable(dtx-commit-sim-tests unit/commit_sim_test.cc)
   target_link_libraries(dtx-commit-sim-tests PRIVATE dtx_commit_sim GTest::gtest GTest::gtest_main)
   gtest_discover_tests(dtx-commit-sim-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+  # Long runs: thousands of seeds under every fault, and under heavy loss.
+  add_test(NAME sim.commit_default COMMAND dtx-commit-sim --seeds 2000)
+  add_test(NAME sim.commit_lossy COMMAND dtx-commit-sim --seeds 300 --start 5000 --faults lossy)
+  set_tests_properties(sim.commit_default sim.commit_lossy PROPERTIES TIMEOUT 900)
 endif()
