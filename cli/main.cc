@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "cli/api_client.h"
+#include "cli/bench.h"
 #include "rest/auth.h"
 #include "rest/json.h"
 
@@ -273,6 +274,24 @@ int main(int argc, char** argv) {
   auto* indoubt = app.add_subcommand(
       "indoubt", "list in-doubt transactions with each participant's state (cluster token)");
 
+  cli::BenchOptions bench_opt;
+  std::string bench_participants = "bank-a,bank-b", bench_clients = "1,4,16,64",
+              bench_modes = "direct,2pc,3pc";
+  auto* bench = app.add_subcommand(
+      "bench",
+      "closed-loop one-shot transfers across two PostgreSQL participants through dtx, against "
+      "a client doing PREPARE TRANSACTION / COMMIT PREPARED on the same two databases itself");
+  bench->add_option("--participants", bench_participants,
+                    "the two PostgreSQL participants' names, comma-separated");
+  bench->add_option("--pg-a", bench_opt.pg_a, "the first participant's database URL")->required();
+  bench->add_option("--pg-b", bench_opt.pg_b, "the second participant's database URL")->required();
+  bench->add_option("--clients", bench_clients, "client counts, comma-separated");
+  bench->add_option("--modes", bench_modes,
+                    "direct (the baseline), 2pc, 3pc; comma-separated, run in this order");
+  bench->add_option("--seconds", bench_opt.seconds, "measured seconds per row");
+  bench->add_option("--table", bench_opt.table, "the table created in both databases");
+  bench->add_option("--out", bench_opt.out_dir, "where bench.json, bench.md and bench.svg go");
+
   CLI11_PARSE(app, argc, argv);
 
   if (*begin) {
@@ -329,5 +348,38 @@ int main(int argc, char** argv) {
   }
   if (*cluster) return run(c, false, rest::Method::get, "/v1/cluster", "", "json");
   if (*indoubt) return run(c, true, rest::Method::get, "/v1/admin/in-doubt", "", "json");
+  if (*bench) {
+    auto token = load_token(c.token_file, "DTX_TOKEN");
+    if (!token.ok()) {
+      std::fprintf(stderr, "dtx: %s\n", token.status().message().c_str());
+      return kUsage;
+    }
+    bench_opt.token = *token;
+    bench_opt.coordinators = coordinators_of(c);
+    const auto parts = split(bench_participants, ',');
+    if (parts.size() != 2) {
+      std::fprintf(stderr, "dtx: --participants names exactly two participants\n");
+      return kUsage;
+    }
+    bench_opt.participant_a = parts[0];
+    bench_opt.participant_b = parts[1];
+    bench_opt.clients.clear();
+    for (const auto& x : split(bench_clients, ',')) {
+      const int n = std::atoi(x.c_str());
+      if (n < 1 || n > 512) {
+        std::fprintf(stderr, "dtx: --clients takes numbers from 1 to 512\n");
+        return kUsage;
+      }
+      bench_opt.clients.push_back(n);
+    }
+    bench_opt.modes = split(bench_modes, ',');
+    for (const auto& m : bench_opt.modes) {
+      if (m != "direct" && m != "2pc" && m != "3pc") {
+        std::fprintf(stderr, "dtx: --modes takes direct, 2pc and 3pc\n");
+        return kUsage;
+      }
+    }
+    return cli::run_bench(bench_opt);
+  }
   return kUsage;
 }

@@ -227,7 +227,18 @@ void Coordinator::Impl::on_apply(consensus::Slot slot, const consensus::Command&
         slot, rec.status().describe());
     std::abort();
   }
+  ++applied_commands;
+  if (slot != last_applied_slot) {
+    ++applied_slots;
+    last_applied_slot = slot;
+  }
   const ApplyResult res = table->apply(slot, *rec);
+#ifndef NDEBUG
+  if (Status s = table->check_invariants(); !s.ok()) {
+    spdlog::critical("coordinator: table invariant broken at slot {}: {}", slot, s.describe());
+    std::abort();
+  }
+#endif
   if (opt.test_fault == "after_decision" && res.kind == ApplyResult::Kind::decided &&
       res.first_decision && res.outcome == Outcome::committed && driver->serving() &&
       test_fault_fires()) {

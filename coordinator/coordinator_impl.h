@@ -60,6 +60,11 @@ struct Coordinator::Impl {
   std::unordered_map<uint64_t, Pending> pending;
   LatencyHistogram commit_latency;
   uint64_t proposals_refused = 0;
+  // Batching: commands and distinct slots applied (commands per slot is
+  // the Paxos batch size).
+  uint64_t applied_commands = 0;
+  uint64_t applied_slots = 0;
+  consensus::Slot last_applied_slot = 0;
 
   // --- any thread
   std::atomic<uint64_t> next_request{1};

@@ -101,6 +101,13 @@ std::string Coordinator::Impl::metrics_text() {
   line("# TYPE dtx_paxos_snapshot_index gauge");
   line(fmt::format("dtx_paxos_snapshot_index {}", st.snapshot_index));
   line(
+      "# HELP dtx_paxos_applied_commands_total Records applied; divided by slots, the batch "
+      "size.");
+  line("# TYPE dtx_paxos_applied_commands_total counter");
+  line(fmt::format("dtx_paxos_applied_commands_total {}", applied_commands));
+  line("# TYPE dtx_paxos_applied_slots_total counter");
+  line(fmt::format("dtx_paxos_applied_slots_total {}", applied_slots));
+  line(
       "# HELP dtx_proposals_refused_total Proposals that did not apply (busy, leadership "
       "change).");
   line("# TYPE dtx_proposals_refused_total counter");

@@ -179,6 +179,32 @@ TEST(CoordinatorCluster, leader_killed_after_the_decision_commits_everywhere) {
   })) << json::serialize(s);
 }
 
+// The same, but the SQLite agent is killed (kill -9) while the branch is
+// prepared and restarted later: it recovers the branch from its log, asks
+// the group for the outcome (GET /v1/transactions/{txid}/outcome, answered
+// from the register by whichever replica it reaches) and commits.
+TEST(CoordinatorCluster, an_agent_killed_while_prepared_recovers_and_asks_the_group) {
+  Cluster c(Cluster::with_fault("after_decision"));
+  c.start();
+  const int leader = c.wait_leader();
+  const std::string tx = c.transfer(120, 3, 3);
+  int st = 0;
+  c.post("/v1/transactions/" + tx + "/commit", json::object{}, &st);
+  ASSERT_TRUE(c.coordinator(leader).wait(10s).has_value());
+  c.sqlite_agent().kill_and_wait();
+  ASSERT_NE(c.wait_leader(20s, leader), 0);
+  EXPECT_TRUE(Cluster::eventually([&] { return c.pg_balance(3) == 880; }));
+  EXPECT_EQ(c.sqlite_balance(3), 1000);
+  c.start_sqlite_agent();
+  EXPECT_TRUE(Cluster::eventually([&] { return c.sqlite_balance(3) == 1120; }))
+      << c.sqlite_agent().log();
+  json::object s;
+  EXPECT_TRUE(Cluster::eventually([&] {
+    s = c.get("/v1/transactions/" + tx, &st);
+    return s["state"] == "completed";
+  })) << json::serialize(s);
+}
+
 // A one-shot submit with an Idempotency-Key, retried after the leader died
 // (before deciding, then after): it runs exactly once either way.
 TEST(CoordinatorCluster, a_keyed_submit_retried_after_a_failover_runs_once) {
