@@ -191,6 +191,7 @@ class Bench {
           const auto t0 = Clock::now();
           bool good = false;
           if (mode == "direct") {
+            // (a failed direct transfer is counted; its reason is the database's)
             const std::string gid = fmt::format("dtxbench-{}-{}-{}", run_no, i, n);
             good = both(*a, *b,
                         fmt::format("BEGIN; UPDATE {} SET balance = balance - 1 WHERE id = {}; "
@@ -251,6 +252,12 @@ class Bench {
     return r;
   }
 
+  // The first failure's reason, for the report.
+  void note_failure(const std::string& why) {
+    std::lock_guard<std::mutex> g(why_mu_);
+    if (first_failure_.empty()) first_failure_ = why;
+  }
+
   bool submit(rest::Client& http, const std::string& protocol, int from, int to) {
     boost::json::object body{
         {"protocol", protocol},
@@ -269,7 +276,10 @@ class Bench {
                       {"sql", "UPDATE " + o_.table + " SET balance = balance + $1 WHERE id = $2"},
                       {"params", boost::json::array{1, to}}}}}}}}};
     auto r = http.post(leader_, "/v1/submit", boost::json::serialize(body), 30'000);
-    return r.ok() && r->status == 200;
+    if (r.ok() && r->status == 200) return true;
+    note_failure(r.ok() ? fmt::format("{} {}", r->status, r->body.substr(0, 300))
+                        : r.status().describe());
+    return false;
   }
 
   static void print_header() {
@@ -285,6 +295,11 @@ class Bench {
                 r.p50_ms, r.p99_ms, r.p999_ms,
                 r.mode == "direct" ? "-" : fmt::format("{:.2f}x", r.ratio).c_str(),
                 static_cast<unsigned long>(r.failed));
+    std::lock_guard<std::mutex> g(why_mu_);
+    if (r.failed > 0 && !first_failure_.empty()) {
+      std::printf("        first failure: %s\n", first_failure_.c_str());
+    }
+    first_failure_.clear();
     std::fflush(stdout);
   }
 
@@ -375,6 +390,8 @@ class Bench {
   const BenchOptions& o_;
   std::string leader_;
   bool header_printed_ = false;
+  std::mutex why_mu_;
+  std::string first_failure_;
 };
 
 }  // namespace
