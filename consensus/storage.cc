@@ -18,9 +18,11 @@ constexpr uint32_t kFileVersion = 1;             // vote and snapshot files
 constexpr uint32_t kIdentityVersion =
     2;                               // the data directory's format: 2, command ids with ballots
 constexpr uint16_t kSyncMarker = 4;  // a record with no content: orders a persist with no records
+constexpr uint16_t kGroup = 5;  // the records of one persist: u32 count, count x (u8 kind, bytes)
 constexpr size_t kVoteBytes = 32;
 constexpr size_t kIdentityBytes = 36;
 constexpr size_t kSnapshotHeaderBytes = 32;
+constexpr size_t kGroupSlackBytes = 64;
 
 std::span<const uint8_t> view(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
@@ -33,6 +35,37 @@ std::string encode_record(const LogRecord& r) {
   w.u32(r.ballot.node);
   w.bytes(r.value ? *r.value : std::string());
   return w.take();
+}
+
+// The records of one persist, as few log records as the size limit allows:
+// one per persist in practice, so the log's group commit counts persists,
+// and a lone persist is flushed at once instead of waiting for a second
+// record of the same persist.
+std::vector<std::string> encode_groups(const std::vector<LogRecord>& records, size_t bytes_max) {
+  std::vector<std::string> out;
+  uint32_t count = 0;
+  std::string body;
+  auto flush = [&] {
+    if (count == 0) return;
+    Writer head;
+    head.u32(count);
+    std::string g = head.take();
+    g += body;
+    out.push_back(std::move(g));
+    body.clear();
+    count = 0;
+  };
+  for (const LogRecord& r : records) {
+    Writer one;
+    one.u8(static_cast<uint8_t>(r.kind));
+    one.bytes(encode_record(r));
+    std::string e = one.take();
+    if (count > 0 && 4 + body.size() + e.size() > bytes_max) flush();
+    body += e;
+    ++count;
+  }
+  flush();
+  return out;
 }
 
 bool decode_record(uint16_t type, std::span<const uint8_t> payload, LogRecord* out) {
@@ -53,7 +86,8 @@ size_t record_bytes_max(const StorageOptions& options) {
 }
 
 size_t batch_record_bytes(size_t value_bytes) {
-  return 8 + 8 + 4 + 4 + value_bytes;  // slot, ballot, length, value
+  // In a group of one: count, kind, length, then slot, ballot, length, value.
+  return 4 + 1 + 4 + 8 + 8 + 4 + 4 + value_bytes + kGroupSlackBytes;
 }
 
 uint64_t membership_hash(uint64_t cluster_id, const std::vector<NodeId>& members) {
@@ -229,11 +263,26 @@ Result<std::unique_ptr<PaxosStorage>> PaxosStorage::open(const StorageOptions& o
     if (!r.ok()) return r.status();
     if (!r->has_value()) break;
     if ((*r)->type == kSyncMarker) continue;
-    LogRecord lr;
-    if (!decode_record((*r)->type, (*r)->payload, &lr)) {
+    const auto bad = [&] {
       return error(Code::corruption,
                    "undecodable paxos record at LSN " + std::to_string((*r)->lsn));
+    };
+    if ((*r)->type == kGroup) {
+      Reader g((*r)->payload);
+      const uint32_t n = g.count(5);
+      for (uint32_t i = 0; i < n && g.ok(); ++i) {
+        const uint8_t kind = g.u8();
+        const std::string body = g.bytes();
+        LogRecord lr;
+        if (!g.ok() || !decode_record(kind, view(body), &lr)) return bad();
+        st->note_lsn(lr, (*r)->lsn);
+        rec->records.push_back(std::move(lr));
+      }
+      if (!g.done()) return bad();
+      continue;
     }
+    LogRecord lr;
+    if (!decode_record((*r)->type, (*r)->payload, &lr)) return bad();
     st->note_lsn(lr, (*r)->lsn);
     rec->records.push_back(std::move(lr));
   }
@@ -268,22 +317,26 @@ void PaxosStorage::persist(const Ready& ready, std::function<void()> done) {
       return fatal(s);
     }
   }
-  // Records, then a completion once the last one (and all before) is durable.
-  const size_t n = ready.records.size();
-  for (size_t i = 0; i < n; ++i) {
-    const LogRecord& r = ready.records[i];
+  // Records, then a completion once the last one (and all before) is
+  // durable.
+  const std::vector<std::string> groups =
+      encode_groups(ready.records, record_bytes_max(opt_) - kGroupSlackBytes);
+  size_t next = 0;  // the first record of the group being appended
+  for (size_t i = 0; i < groups.size(); ++i) {
     wal::AppendCallback cb;
-    if (i + 1 == n) {
+    if (i + 1 == groups.size()) {
       cb = [done](uint64_t, const Status& s) {
         if (s.ok()) done();
       };
     }
-    auto lsn = log_->append(static_cast<uint16_t>(r.kind), view(encode_record(r)), std::move(cb));
+    auto lsn = log_->append(kGroup, view(groups[i]), std::move(cb));
     if (!lsn.ok()) return fatal(lsn.status());
     last_lsn_ = *lsn;
-    note_lsn(r, *lsn);
+    Reader count(groups[i]);
+    for (uint32_t k = count.u32(); k > 0; --k)
+      note_lsn(ready.records[next++], *lsn);
   }
-  if (n == 0) {
+  if (groups.empty()) {
     auto lsn = log_->append(kSyncMarker, {}, [done](uint64_t, const Status& s) {
       if (s.ok()) done();
     });

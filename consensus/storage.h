@@ -24,7 +24,12 @@
 //                   snapshot already saved is skipped, so the file never
 //                   goes back below the truncated log.
 //   wal/            a wal::SegmentedLog of LogRecords (accept, chosen,
-//                   commit), group-committed.
+//                   commit), group-committed. The records of one persist
+//                   go into one log record of type 5 (u32 count, then per
+//                   record u8 kind and its bytes: u64 slot, u64 round, u32
+//                   node, u32 length, value), split only if it would exceed
+//                   the log's record limit: the log's group commit then
+//                   counts persists, and a lone persist is flushed at once.
 //
 // Durability: persist() writes the vote file first (synchronously: it is
 // rare, at ballot changes) and a received snapshot, then appends the records

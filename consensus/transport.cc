@@ -1,5 +1,7 @@
 #include "consensus/transport.h"
 
+#include <cstring>
+
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -13,6 +15,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <deque>
 #include <set>
 
@@ -35,6 +38,7 @@ constexpr size_t kMacBytes = 32;
 constexpr size_t kHelloBytes = 4 + 4 + 8 + 8 + 4 + 4 + kNonceBytes;
 constexpr size_t kChallengeBytes = kNonceBytes + kMacBytes;
 constexpr size_t kFrameHeaderBytes = 9;
+constexpr size_t kReadBufferBytes = 64 * 1024;
 constexpr uint8_t kLastFragment = 1;
 
 using Mac = std::array<uint8_t, kMacBytes>;
@@ -91,9 +95,10 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
     std::vector<uint8_t> hello = std::vector<uint8_t>(kHelloBytes);
     std::vector<uint8_t> nonce = std::vector<uint8_t>(kNonceBytes);
     std::vector<uint8_t> auth = std::vector<uint8_t>(kMacBytes);
-    std::array<uint8_t, kFrameHeaderBytes> header{};
-    std::string fragment;
-    std::string message;
+    std::vector<uint8_t> buf = std::vector<uint8_t>(kReadBufferBytes);  // [begin, end) unread
+    size_t begin = 0;
+    size_t end = 0;
+    std::string message;  // fragments of a message split across frames
     NodeId from = 0;
   };
 
@@ -330,39 +335,69 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
     });
   }
 
+  // Frames are read in as large chunks as the socket has ready and parsed
+  // from the buffer: one receive for many messages, not two per message.
   void read_frame(const std::shared_ptr<Inbound>& s) {
-    auto self = shared_from_this();
-    asio::async_read(*s->sock, asio::buffer(s->header), [self, s](const error_code& ec, size_t) {
-      if (self->stopped) return;
-      if (ec) return self->drop(s, ec.message());
-      const uint32_t n = get_u32(s->header.data());
-      if (n > self->opt.frame_bytes_max || s->message.size() + n > self->opt.message_bytes_max) {
-        return self->refuse(s, "frame or message too large");
+    // Parse every whole frame already buffered.
+    for (;;) {
+      const size_t avail = s->end - s->begin;
+      if (avail < kFrameHeaderBytes) break;
+      const uint8_t* h = s->buf.data() + s->begin;
+      const uint32_t n = get_u32(h);
+      if (n > opt.frame_bytes_max || s->message.size() + n > opt.message_bytes_max) {
+        return refuse(s, "frame or message too large");
       }
-      s->fragment.resize(n);
-      asio::async_read(
-          *s->sock, asio::buffer(s->fragment), [self, s](const error_code& ec, size_t) {
-            if (self->stopped) return;
-            if (ec) return self->drop(s, ec.message());
-            if (crc32c(s->fragment) != get_u32(s->header.data() + 5)) {
-              return self->refuse(s, "frame checksum mismatch");
-            }
-            s->message += s->fragment;
-            if (s->header[4] & kLastFragment) {
-              auto m = decode_message(
-                  std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s->message.data()),
-                                           s->message.size()),
-                  self->opt.self);
-              s->message.clear();
-              if (!m.ok()) return self->refuse(s, m.status().describe());
-              if (m->from != s->from) return self->refuse(s, "message claims another sender");
-              self->received++;
-              self->on_message(std::move(*m));
-              if (self->stopped) return;
-            }
-            self->read_frame(s);
-          });
-    });
+      if (avail < kFrameHeaderBytes + n) {
+        // Make room for the whole frame.
+        if (s->buf.size() - s->begin < kFrameHeaderBytes + n) {
+          std::memmove(s->buf.data(), s->buf.data() + s->begin, avail);
+          s->end = avail;
+          s->begin = 0;
+          if (s->buf.size() < kFrameHeaderBytes + n) s->buf.resize(kFrameHeaderBytes + n);
+        }
+        break;
+      }
+      const char* payload = reinterpret_cast<const char*>(h + kFrameHeaderBytes);
+      if (crc32c(static_cast<const void*>(payload), size_t{n}) != get_u32(h + 5)) {
+        return refuse(s, "frame checksum mismatch");
+      }
+      const bool last = h[4] & kLastFragment;
+      s->begin += kFrameHeaderBytes + n;
+      if (!last || !s->message.empty()) {
+        s->message.append(payload, n);
+        if (!last) continue;
+      }
+      auto m = s->message.empty()
+                   ? decode_message(
+                         std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(payload), n),
+                         opt.self)
+                   : decode_message(std::span<const uint8_t>(
+                                        reinterpret_cast<const uint8_t*>(s->message.data()),
+                                        s->message.size()),
+                                    opt.self);
+      s->message.clear();
+      if (!m.ok()) return refuse(s, m.status().describe());
+      if (m->from != s->from) return refuse(s, "message claims another sender");
+      received++;
+      on_message(std::move(*m));
+      if (stopped) return;
+    }
+    if (s->begin == s->end) s->begin = s->end = 0;
+    if (s->end == s->buf.size()) {
+      // Full of a partial frame's start: slide it down.
+      const size_t avail = s->end - s->begin;
+      std::memmove(s->buf.data(), s->buf.data() + s->begin, avail);
+      s->begin = 0;
+      s->end = avail;
+    }
+    auto self = shared_from_this();
+    s->sock->async_read_some(asio::buffer(s->buf.data() + s->end, s->buf.size() - s->end),
+                             [self, s](const error_code& ec, size_t got) {
+                               if (self->stopped) return;
+                               if (ec) return self->drop(s, ec.message());
+                               s->end += got;
+                               self->read_frame(s);
+                             });
   }
 
   void stop() {

@@ -27,7 +27,12 @@ gtest_discover_tests(dtx-consensus-tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT
 # The quick simulation set scripts/test runs.
 add_test(NAME sim.paxos_3_replicas COMMAND dtx-sim --seeds 2000 --replicas 3)
 add_test(NAME sim.paxos_5_replicas COMMAND dtx-sim --seeds 500 --replicas 5)
-set_tests_properties(sim.paxos_3_replicas sim.paxos_5_replicas PROPERTIES TIMEOUT 600)
+# Faults only to followers: leadership must never move (P9).
+add_test(NAME sim.paxos_followers_3_replicas COMMAND dtx-sim --seeds 500 --faults followers)
+add_test(NAME sim.paxos_followers_5_replicas
+  COMMAND dtx-sim --seeds 200 --replicas 5 --faults followers)
+set_tests_properties(sim.paxos_3_replicas sim.paxos_5_replicas sim.paxos_followers_3_replicas
+  sim.paxos_followers_5_replicas PROPERTIES TIMEOUT 600)
 
 # Integration: real dtx-paxos-kv processes over loopback TCP.
 add_executable(dtx-consensus-integration-tests integration/paxos_cluster_test.cc)

@@ -157,6 +157,7 @@ Ready Replica::take_ready() {
     // slots at once).
     std::vector<SlotValue> entries = std::move(outgoing_2a_);
     outgoing_2a_.clear();
+    const std::vector<NodeId> targets = phase2a_targets();
     for (size_t i = 0; i < entries.size();) {
       Phase2a p;
       p.commit_index = commit_index_;
@@ -167,9 +168,8 @@ Ready Replica::take_ready() {
         bytes += sz;
         p.entries.push_back(std::move(entries[i]));
       }
-      for (NodeId peer : cfg_.members) {
-        if (peer != cfg_.self) send(peer, p, ballot_);
-      }
+      for (NodeId peer : targets)
+        send(peer, p, ballot_);
     }
   }
   if (persist_open_) {
@@ -207,6 +207,9 @@ void Replica::on_persisted(uint64_t persist_id) {
       on_phase2b(self_vote, b);
     }
   }
+  // The leader's own vote may be the one that makes a slot chosen: apply
+  // now, not at the next message.
+  maybe_apply();
 }
 
 // ---------------------------------------------------------------------------
@@ -216,7 +219,7 @@ void Replica::tick() {
   ++ticks_;
   if (role_ == Role::leader) {
     if (cfg_.heartbeat_ticks > 0 && ticks_ % cfg_.heartbeat_ticks == 0) send_heartbeats();
-    if (ticks_ % kRetransmitTicks == 0) retransmit_phase2a();
+    if (cfg_.thrifty || ticks_ % kRetransmitTicks == 0) retransmit_phase2a();
     // Check-quorum (P5): step down when no majority was heard from lately.
     size_t heard = 1;
     for (NodeId peer : cfg_.members) {
@@ -671,6 +674,7 @@ void Replica::maybe_finish_phase1() {
   votes_.clear();
   vote_counts_.clear();
   last_heard_tick_.clear();
+  last_vote_order_.clear();
   for (const auto& [node, p] : candidacy_.promises)
     last_heard_tick_[node] = ticks_;
   election_started_tick_ = ticks_;
@@ -709,6 +713,7 @@ void Replica::propose_slot(Slot s, Bytes value) {
   }
   st.accepted = ballot_;
   st.value = value;
+  st.proposed_tick = ticks_;
   add_record(LogRecord{LogRecord::Kind::accept, s, ballot_, value});
   persist_now_.vote_ballot = ballot_;
   persist_now_.vote_slots.push_back(s);
@@ -760,15 +765,43 @@ void Replica::maybe_propose() {
   }
 }
 
-// 2a messages and 2b replies can be lost: re-send, to each acceptor that has
-// not voted yet, the slots still open in this ballot (bounded per message).
+// Where a new slot's 2a goes: every other acceptor, or with thrifty phase 2
+// (once serving) the followers that make a majority with this leader
+// fastest: heard from in the last two heartbeats, most recent voters first.
+std::vector<NodeId> Replica::phase2a_targets() const {
+  std::vector<NodeId> all;
+  for (NodeId peer : cfg_.members) {
+    if (peer != cfg_.self) all.push_back(peer);
+  }
+  if (!cfg_.thrifty || !serving_) return all;
+  std::vector<std::pair<uint64_t, NodeId>> live;
+  for (NodeId peer : all) {
+    auto heard = last_heard_tick_.find(peer);
+    if (heard == last_heard_tick_.end() || ticks_ - heard->second > 2 * cfg_.heartbeat_ticks) {
+      continue;
+    }
+    auto order = last_vote_order_.find(peer);
+    live.emplace_back(order == last_vote_order_.end() ? 0 : order->second, peer);
+  }
+  if (live.size() < quorum() - 1) return all;
+  std::sort(live.begin(), live.end(), std::greater<>());
+  std::vector<NodeId> out;
+  for (size_t i = 0; i + 1 < quorum(); ++i)
+    out.push_back(live[i].second);
+  return out;
+}
+
+// 2a messages and 2b replies can be lost, and thrifty phase 2 sends a slot
+// to a bare majority: re-send, to each acceptor that has not voted yet, the
+// slots still open in this ballot that were proposed at least a whole tick
+// ago (bounded per message).
 void Replica::retransmit_phase2a() {
   std::map<NodeId, Phase2a> per_peer;
   std::map<NodeId, size_t> per_peer_bytes;
   for (auto it = log_.upper_bound(commit_index_); it != log_.end() && it->first < next_slot_;
        ++it) {
     const SlotState& st = it->second;
-    if (st.chosen || st.accepted != ballot_) continue;
+    if (st.chosen || st.accepted != ballot_ || st.proposed_tick + 2 > ticks_) continue;
     auto v = votes_.find(it->first);
     for (NodeId peer : cfg_.members) {
       if (peer == cfg_.self) continue;
@@ -791,6 +824,7 @@ void Replica::retransmit_phase2a() {
 void Replica::on_phase2b(const Message& m, const Phase2b& p) {
   if (role_ != Role::leader || m.ballot != ballot_) return;
   last_heard_tick_[m.from] = ticks_;
+  if (!p.slots.empty()) last_vote_order_[m.from] = ++vote_order_;
   if (p.compacted > commit_index_ && !serving_) {
     // An acceptor learned (by catch-up, after it promised us) that slots
     // this new leader re-proposes are chosen, and compacted them: it can

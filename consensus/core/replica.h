@@ -95,6 +95,13 @@ struct Config {
   // every command queued when it opens, so a small window makes big batches
   // (4 measured best on loopback); raise it for links with long round trips.
   uint32_t window_slots = 4;
+  // Thrifty phase 2: once serving, the leader sends a new slot's 2a only to
+  // the followers that make a majority with it fastest (those that voted
+  // most recently and were heard from in the last two heartbeats); the
+  // others learn it by catch-up from the commit index. Fewer concurrent
+  // fsyncs per slot on shared disks. A slot still open a tick later goes to
+  // every acceptor that has not voted.
+  bool thrifty = true;
   size_t batch_bytes_max = 1 << 20;
   uint32_t batch_commands_max = 4096;
   uint32_t pending_commands_max = 1 << 16;  // queued proposals; beyond: busy
@@ -216,6 +223,7 @@ class Replica {
     Ballot accepted;  // zero: not accepted here (learned chosen only)
     Bytes value;
     bool chosen = false;
+    uint64_t proposed_tick = 0;  // leader: when it proposed this slot in its ballot
   };
   struct Candidacy {
     std::map<NodeId, Phase1b> promises;
@@ -266,6 +274,7 @@ class Replica {
   void maybe_propose();
   void send_heartbeats();
   void retransmit_phase2a();
+  std::vector<NodeId> phase2a_targets() const;
   void step_down(const Ballot& seen);
   void follow(const Ballot& b, NodeId leader);
   void note_round(const Ballot& b);
@@ -317,6 +326,8 @@ class Replica {
   uint64_t next_seq_ = 1;     // within ballot_
   uint64_t process_seq_ = 1;  // planted bug command_ids_per_process
   std::map<NodeId, uint64_t> last_heard_tick_;
+  std::map<NodeId, uint64_t> last_vote_order_;  // thrifty: who voted most recently
+  uint64_t vote_order_ = 0;
   uint64_t heartbeat_round_ = 0;
   std::map<uint64_t, std::set<NodeId>> round_acks_;
   std::vector<PendingRead> reads_;

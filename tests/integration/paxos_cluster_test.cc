@@ -10,6 +10,7 @@
 #include <atomic>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -204,10 +205,14 @@ TEST(PaxosCluster, sigkill_of_the_leader_loses_nothing_and_a_new_leader_takes_ov
   ASSERT_EQ(status, 200) << "no write succeeded within 10 s of the leader's death (last: "
                          << c.last_error << ")\n"
                          << c.logs();
-  // Election timeout is 300-600 ms (30 ticks of 10 ms): a few of them at most.
-  EXPECT_LT(took, 3s) << "failover took "
-                      << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                      << " ms";
+  // Election timeout is 300-600 ms (30 ticks of 10 ms), then a pre-vote
+  // round, phase 1 and the barrier: under a second on a quiet machine; the
+  // bound leaves room for a busy one.
+  const int64_t took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  std::printf("failover: %lld ms from kill -9 of the leader to the first write applied\n",
+              static_cast<long long>(took_ms));
+  RecordProperty("failover_ms", static_cast<int>(took_ms));
+  EXPECT_LT(took, 2s) << "failover took " << took_ms << " ms";
   const int new_leader = c.leader(5s, leader);
   ASSERT_NE(new_leader, 0);
   ASSERT_NE(new_leader, leader);

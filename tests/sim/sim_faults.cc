@@ -8,6 +8,7 @@ FaultMix default_mix() {
   FaultMix m;
   m.name = "default";
   m.loss = 0.05;
+  m.duplicate = 0.02;
   m.late = 0.05;
   m.keep_for_replay = 0.01;
   m.crash = 35;
@@ -41,6 +42,7 @@ std::optional<FaultMix> fault_mix(const std::string& name) {
     FaultMix m;
     m.name = name;
     m.loss = 0.2;
+    m.duplicate = 0.1;
     m.late = 0.1;
     m.keep_for_replay = 0.05;
     m.replay = 1;

@@ -34,8 +34,9 @@ namespace dtx::sim {
 struct FaultMix {
   std::string name;
   // Message faults (per message, while faulty).
-  double loss = 0;  // dropped
-  double late = 0;  // delayed by late_us_min..late_us_max on top
+  double loss = 0;       // dropped
+  double duplicate = 0;  // delivered twice, each copy with its own delay
+  double late = 0;       // delayed by late_us_min..late_us_max on top
   SimTime late_us_min = 5 * kSimMs;
   SimTime late_us_max = 60 * kSimMs;
   double keep_for_replay = 0;  // kept to be delivered again much later

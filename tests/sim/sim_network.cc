@@ -43,6 +43,14 @@ void SimNetwork::send(int from, int to, Deliver deliver, bool interesting,
       kept_[rng_.below(kept_.size())] = std::move(k);
     }
   }
+  if (faults && rng_.chance(mix_.duplicate)) {
+    q_.after(
+        rng_.between(100, 3000),
+        [this, from, to, deliver] {
+          if (connected(from, to)) deliver();
+        },
+        0x4d5347);
+  }
   q_.after(
       delay,
       [this, from, to, deliver = std::move(deliver)] {

@@ -2,9 +2,9 @@
 // process or machine) on an EventQueue. A message is a closure that delivers
 // it; the network decides whether and when it runs:
 //   - every message takes 0.1-3 ms (reordering comes from the spread);
-//   - while faults are on (set_faulty), the FaultMix's loss and late
-//     delivery apply, and some messages are kept to be delivered again much
-//     later (replay_one, replay_to): duplicates across ballots;
+//   - while faults are on (set_faulty), the FaultMix's loss, duplication
+//     and late delivery apply, and some messages are kept to be delivered
+//     again much later (replay_one, replay_to): duplicates across ballots;
 //   - partitions split endpoints into groups, and single links can be cut
 //     (non-transitive: A reaches B and B reaches C while A cannot reach C);
 //     a message is delivered only if its link is up both when it is sent

@@ -195,8 +195,8 @@ Status SimPaxosStorage::write_vote(const Ballot& b) {
   c.u32(crc_of(v));
   v += c.take();
   const int i = static_cast<int>(vote_seq_ % 2);
-  vote_dirty_[i] = true;
-  return write_all(*votes_[i], 0, view(v));
+  DTX_RETURN_IF_ERROR(write_all(*votes_[i], 0, view(v)));
+  return votes_[i]->sync();
 }
 
 Status SimPaxosStorage::append(const LogRecord& r) {
@@ -207,26 +207,20 @@ Status SimPaxosStorage::append(const LogRecord& r) {
   return ok_status();
 }
 
+// As PaxosStorage::persist: the vote file and a received snapshot are made
+// durable at once, before any record of the same persist is written (a
+// record of it must never survive a crash that loses them: a commit record
+// above a lost snapshot would mark stale accepted values chosen).
 Status SimPaxosStorage::write(const Ready& ready) {
   if (ready.promise && !ready.promise->is_zero()) DTX_RETURN_IF_ERROR(write_vote(*ready.promise));
-  if (ready.install) installs_[ready.persist_id] = *ready.install;
+  if (ready.install) DTX_RETURN_IF_ERROR(save_snapshot(ready.install->index, *ready.install->data));
   for (const LogRecord& r : ready.records)
     DTX_RETURN_IF_ERROR(append(r));
   return ok_status();
 }
 
-Status SimPaxosStorage::complete(uint64_t persist_id) {
-  for (int i = 0; i < 2; ++i) {
-    if (vote_dirty_[i]) DTX_RETURN_IF_ERROR(votes_[i]->sync());
-    vote_dirty_[i] = false;
-  }
-  DTX_RETURN_IF_ERROR(log_->datasync());
-  while (!installs_.empty() && installs_.begin()->first <= persist_id) {
-    const Ready::Install in = installs_.begin()->second;
-    installs_.erase(installs_.begin());
-    DTX_RETURN_IF_ERROR(save_snapshot(in.index, *in.data));
-  }
-  return ok_status();
+Status SimPaxosStorage::complete(uint64_t) {
+  return log_->datasync();
 }
 
 Status SimPaxosStorage::save_snapshot(Slot index, const std::string& data) {

@@ -5,7 +5,9 @@
 // records), in simple files of its own on any FileSystem, so that a
 // SimDisk's crash decides what survives page by page. It has no threads and
 // no timing of its own: SimPaxosNode writes a persist at once and completes
-// it when the disk's sync completes.
+// it when the disk's sync completes. As in PaxosStorage, the vote file and a
+// snapshot received from a peer are durable before the persist's records
+// are written.
 //
 // Files under dir:
 //   IDENTITY           u32 magic, u64 cluster id, u32 replica id, u32 crc
@@ -52,11 +54,11 @@ class SimPaxosStorage {
                                                        bool bootstrap,
                                                        consensus::Recovered* recovered);
 
-  // Writes the durable part of `ready` (vote file, log records; an install
-  // is held until complete()). Nothing is synced yet.
+  // Writes the durable part of `ready`: the vote file and a received
+  // snapshot durably at once (as PaxosStorage does, before the records),
+  // then the log records, not synced yet.
   Status write(const consensus::Ready& ready);
-  // The sync covering every write so far is done: fsync the log and vote
-  // files, then save the snapshots installed by persists up to persist_id.
+  // The sync covering every write so far is done: fsync the log.
   Status complete(uint64_t persist_id);
   // Saves a snapshot of the state machine at applied index `index` and
   // rewrites the log without what it covers; nothing if one at or above
@@ -81,9 +83,7 @@ class SimPaxosStorage {
   std::vector<consensus::LogRecord> records_;  // what the log file holds now
   std::unique_ptr<File> votes_[2];
   uint64_t vote_seq_ = 0;
-  bool vote_dirty_[2] = {false, false};
   consensus::Slot snapshot_index_ = 0;
-  std::map<uint64_t, consensus::Ready::Install> installs_;  // by persist id
 };
 
 }  // namespace dtx::sim

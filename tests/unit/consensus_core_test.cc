@@ -5,6 +5,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "consensus/core/messages.h"
 #include "consensus/core/replica.h"
@@ -241,12 +242,15 @@ TEST(Replica, votes_are_counted_per_distinct_acceptor) {
   Cluster c(5);
   NodeId leader = c.elect();
   const Slot before = c.r(leader).status().commit_index;
-  // Only one follower answers, but its 2b arrives three times.
-  NodeId only = leader == 1 ? 2 : 1;
+  // Only one follower answers (the first to vote), but its 2b arrives three
+  // times.
+  NodeId only = 0;
   int copies = 0;
   c.drop = [&](const Message& m) {
-    if (std::holds_alternative<Phase2b>(m.payload) && m.from != only) return true;
-    if (std::holds_alternative<Phase2b>(m.payload)) ++copies;
+    if (!std::holds_alternative<Phase2b>(m.payload) || m.from == leader) return false;
+    if (only == 0) only = m.from;
+    if (m.from != only) return true;
+    ++copies;
     return false;
   };
   ASSERT_TRUE(c.r(leader).propose("once").ok());
@@ -558,6 +562,44 @@ TEST(Replica, an_acceptor_tells_a_leader_which_slots_it_compacted) {
   const auto& b = std::get<Phase2b>(rd.send_after_persist[0].payload);
   EXPECT_EQ(b.compacted, 10u);
   EXPECT_EQ(b.slots, (std::vector<Slot>{11}));
+}
+
+TEST(Replica, thrifty_phase2_chooses_each_slot_without_waiting_for_a_tick) {
+  Cluster c(3);
+  NodeId l = c.elect();
+  c.tick_all(3);
+  for (int i = 0; i < 20; ++i) {
+    std::optional<ProposeResult> out;
+    c.propose(l, "x" + std::to_string(i), &out);
+    ASSERT_TRUE(out.has_value()) << "command " << i << " waited";
+    EXPECT_EQ(out->outcome, ProposeResult::Outcome::applied);
+  }
+}
+
+TEST(Replica, thrifty_phase2_falls_back_to_every_acceptor_when_its_choice_is_silent) {
+  // The 2a of a new slot goes to the follower that voted last; if that one
+  // stops answering, the slot goes to the others a tick later.
+  Cluster c(3);
+  NodeId l = c.elect();
+  c.tick_all(3);
+  std::optional<ProposeResult> out;
+  c.propose(l, "warm", &out);
+  ASSERT_TRUE(out.has_value());
+  std::set<NodeId> got_2a;
+  c.drop = [&](const Message& m) {
+    if (std::holds_alternative<Phase2a>(m.payload)) got_2a.insert(m.to);
+    return false;
+  };
+  c.propose(l, "probe", &out);
+  ASSERT_EQ(got_2a.size(), 1u) << "thrifty: one follower makes a majority of 3";
+  const NodeId chosen_one = *got_2a.begin();
+  c.drop = [&](const Message& m) { return m.to == chosen_one || m.from == chosen_one; };
+  out.reset();
+  c.propose(l, "while one is silent", &out);
+  EXPECT_FALSE(out.has_value());
+  c.tick_all(3);
+  ASSERT_TRUE(out.has_value()) << "the slot never reached the other follower";
+  EXPECT_EQ(out->outcome, ProposeResult::Outcome::applied);
 }
 
 }  // namespace

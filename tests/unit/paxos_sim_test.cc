@@ -102,13 +102,12 @@ INSTANTIATE_TEST_SUITE_P(
     P8, PlantedBug,
     ::testing::Values(
         Planted{"forgotten_promise", 3, 50}, Planted{"forgotten_promise", 5, 50},
-        Planted{"forgotten_implicit_promise", 3, 900},
-        Planted{"forgotten_implicit_promise", 5, 610}, Planted{"stale_accepted_value", 3, 110},
-        Planted{"stale_accepted_value", 5, 50}, Planted{"noop_over_compacted", 3, 240},
-        Planted{"noop_over_compacted", 5, 480}, Planted{"duplicate_2b_counted", 3, 720},
-        Planted{"duplicate_2b_counted", 5, 50}, Planted{"no_pre_vote", 3, 50, "followers"},
-        Planted{"no_pre_vote", 5, 50, "followers"}, Planted{"proposal_identity", 3, 2500},
-        Planted{"proposal_identity", 5, 3440}),
+        Planted{"forgotten_implicit_promise", 3, 190}, Planted{"forgotten_implicit_promise", 5, 50},
+        Planted{"stale_accepted_value", 3, 50}, Planted{"stale_accepted_value", 5, 50},
+        Planted{"noop_over_compacted", 3, 50}, Planted{"noop_over_compacted", 5, 60},
+        Planted{"duplicate_2b_counted", 3, 1090}, Planted{"duplicate_2b_counted", 5, 50},
+        Planted{"no_pre_vote", 3, 50, "followers"}, Planted{"no_pre_vote", 5, 50, "followers"},
+        Planted{"proposal_identity", 3, 180}, Planted{"proposal_identity", 5, 710}),
     [](const ::testing::TestParamInfo<Planted>& i) {
       return std::string(i.param.bug) + "_" + std::to_string(i.param.replicas) + "_replicas";
     });
