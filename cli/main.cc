@@ -24,6 +24,7 @@
 
 #include "cli/api_client.h"
 #include "cli/bench.h"
+#include "cli/cluster.h"
 #include "rest/auth.h"
 #include "rest/json.h"
 
@@ -268,9 +269,43 @@ int main(int argc, char** argv) {
                    "active, preparing, deciding, decided, completed, aborted or in_doubt");
   list->add_option("--limit", limit)->check(CLI::Range(1, 1000));
 
-  auto* cluster = app.add_subcommand("cluster",
-                                     "show the coordinator group: leader, replicas, "
-                                     "participants");
+  auto* cluster = app.add_subcommand(
+      "cluster",
+      "show the coordinator group (leader, replicas, participants); or run a local one: "
+      "`dtx cluster up|down|status`");
+  cli::ClusterUpOptions up_opt;
+  bool wipe = false;
+  std::string cluster_dir = "var/cluster";
+  auto* cluster_up = cluster->add_subcommand(
+      "up",
+      "start a local cluster: coordinators, SQLite and PostgreSQL databases with their "
+      "agents, an accounts table in each (data, logs and tokens under --dir)");
+  cluster_up->add_option("--dir", up_opt.dir, "where everything goes")->default_val(up_opt.dir);
+  cluster_up->add_option("--coordinators", up_opt.coordinators, "3 or 5")
+      ->default_val(up_opt.coordinators);
+  cluster_up->add_option("--sqlite", up_opt.sqlite, "SQLite databases, each with an agent")
+      ->default_val(up_opt.sqlite);
+  cluster_up
+      ->add_option("--postgres", up_opt.postgres,
+                   "throwaway PostgreSQL servers, each with an agent")
+      ->default_val(up_opt.postgres);
+  cluster_up->add_option("--accounts", up_opt.accounts, "bank accounts per database")
+      ->default_val(up_opt.accounts);
+  cluster_up
+      ->add_option("--base-port", up_opt.base_port,
+                   "coordinators from base+1, Paxos from base+101, agents from base+701, "
+                   "PostgreSQL from base+801 (the next free port each)")
+      ->default_val(up_opt.base_port);
+  cluster_up->add_flag("--fresh", up_opt.fresh, "wipe an earlier cluster in --dir first");
+  cluster_up->add_flag("--unsafe-no-fsync", up_opt.unsafe_no_fsync,
+                       "databases without fsync (demos on tmpfs only; loud about it)");
+  auto* cluster_down = cluster->add_subcommand(
+      "down", "stop what `dtx cluster up` started (by pid) and its PostgreSQL servers");
+  cluster_down->add_option("--dir", cluster_dir)->default_val(cluster_dir);
+  cluster_down->add_flag("--wipe", wipe, "remove the directory too");
+  auto* cluster_st =
+      cluster->add_subcommand("status", "which of the local cluster's processes run");
+  cluster_st->add_option("--dir", cluster_dir)->default_val(cluster_dir);
   auto* indoubt = app.add_subcommand(
       "indoubt", "list in-doubt transactions with each participant's state (cluster token)");
 
@@ -346,6 +381,9 @@ int main(int argc, char** argv) {
     if (!state.empty()) target += "&state=" + state;
     return run(c, false, rest::Method::get, target, "", "json");
   }
+  if (*cluster_up) return cli::cluster_up(up_opt);
+  if (*cluster_down) return cli::cluster_down(cluster_dir, wipe);
+  if (*cluster_st) return cli::cluster_status(cluster_dir);
   if (*cluster) return run(c, false, rest::Method::get, "/v1/cluster", "", "json");
   if (*indoubt) return run(c, true, rest::Method::get, "/v1/admin/in-doubt", "", "json");
   if (*bench) {
