@@ -19,7 +19,7 @@ Agent::Agent(AgentOptions o, std::unique_ptr<Resource> r)
       clock_(opt_.clock ? opt_.clock : own_clock_.get()),
       resource_(std::move(r)),
       table_(BranchTable::Limits{opt_.tombstone_retention_ms, opt_.tombstones_max}),
-      fencing_(opt_.name) {}
+      fencing_(opt_.name, [this](const txn::BallotId& b) { return resource_->save_fence(b); }) {}
 
 Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
                                             std::unique_ptr<Resource> resource) {
@@ -38,6 +38,10 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
   // Recovery first (A5): nothing is served before the resource is consistent.
   auto prepared = a->resource_->open();
   if (!prepared.ok()) return prepared.status();
+  // The fence too: a deposed leader fenced before the restart stays fenced.
+  auto fence = a->resource_->load_fence();
+  if (!fence.ok()) return fence.status();
+  a->fencing_.restore(*fence);
   const uint64_t now = a->now_ticks();
   for (const std::string& txid : *prepared) {
     logging::txn_warn(txid, "found prepared at start-up; asking the coordinator for its outcome");
@@ -54,9 +58,11 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
   if (!a->opt_.listen.empty()) DTX_RETURN_IF_ERROR(a->serve_http());
   a->last_housekeeping_ms_ = a->now_ms();  // open() just did it
   if (a->opt_.run_ticker) a->ticker_ = std::thread([p = a.get()] { p->ticker_loop(); });
-  spdlog::info("agent {}: serving {} for cluster {} on port {}, {} prepared branch(es) recovered",
-               a->opt_.name, a->resource_->describe(), a->opt_.cluster, a->port(),
-               prepared->size());
+  spdlog::info(
+      "agent {}: serving {} for cluster {} on port {}, {} prepared branch(es) recovered, fence at "
+      "ballot {}",
+      a->opt_.name, a->resource_->describe(), a->opt_.cluster, a->port(), prepared->size(),
+      fence->describe());
   return a;
 }
 
@@ -157,13 +163,22 @@ void Agent::upkeep() {
 }
 
 std::optional<StepAnswer> Agent::admit(const txn::Fence& fence, bool fence_ballot) {
-  if (auto e = fencing_.admit(fence, fence_ballot)) {
-    counters_.fenced++;
-    spdlog::warn("agent {}: refused a request: {}", opt_.name, e->message);
-    return StepAnswer{409, e->to_json()};
+  if (auto r = fencing_.admit(fence, fence_ballot)) {
+    if (r->status == 409) counters_.fenced++;
+    spdlog::warn("agent {}: refused a request: {}", opt_.name, r->error.message);
+    return StepAnswer{r->status, r->error.to_json()};
   }
   learn_watermark(fence.watermark);
   return std::nullopt;
+}
+
+std::optional<StepAnswer> Agent::fenced_meanwhile(const std::string& txid,
+                                                  const txn::BallotId& ballot) {
+  auto r = fencing_.still_current(ballot);
+  if (!r) return std::nullopt;
+  counters_.fenced++;
+  logging::txn_warn(txid, "refused: {}", r->error.message);
+  return StepAnswer{r->status, r->error.to_json()};
 }
 
 void Agent::learn_watermark(const std::optional<txn::Txid>& w) {

@@ -121,6 +121,8 @@ class Agent {
   StepAnswer precommit(const std::string& txid, const txn::DecisionRequest& r);
   StepAnswer decide(const std::string& txid, Outcome asked, const txn::DecisionRequest& r);
   StepAnswer status(const std::string& txid) const;
+  // With the fencing query parameters (a new leader's probe raises the fence).
+  StepAnswer status(const std::string& txid, const txn::Fence& fence);
   StepAnswer list(const txn::BranchListRequest& r);
   StepAnswer info() const;
 
@@ -146,8 +148,13 @@ class Agent {
   int64_t now_ms() const { return clock_->now_ms(); }
 
   // Fencing and the watermark for a coordinator's request: an answer to
-  // send instead of running the step, or nullopt to go on.
+  // send instead of running the step, or nullopt to go on. A raised ballot
+  // is stored first (it may wait for the database: lanes only).
   std::optional<StepAnswer> admit(const txn::Fence& fence, bool fence_ballot);
+  // Under the branch's lock, for a fenced step admitted earlier: refused if
+  // a newer leader's ballot was stored since (its sweep may have passed the
+  // branch while this step waited).
+  std::optional<StepAnswer> fenced_meanwhile(const std::string& txid, const txn::BallotId& ballot);
   void learn_watermark(const std::optional<txn::Txid>& w);
 
   // Under the branch's lock (agent_steps.cc).

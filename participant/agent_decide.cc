@@ -199,6 +199,11 @@ void Agent::on_inquiry(const std::string& txid, BranchMachine::Answer a) {
   }
 }
 
+StepAnswer Agent::status(const std::string& txid, const txn::Fence& fence) {
+  if (auto a = admit(fence, /*fence_ballot=*/false)) return *a;
+  return status(txid);
+}
+
 StepAnswer Agent::status(const std::string& txid) const {
   if (auto slot = table_.find(txid)) {
     txn::BranchStatus s;

@@ -133,16 +133,28 @@ Status Agent::serve_http() {
              decision_route([this](const std::string& t, const txn::DecisionRequest& r) {
                return decide(t, Outcome::aborted, r);
              }));
-  // Reads never wait for a branch's lock: they run on the HTTP thread.
+  // Reads never wait for a branch's lock: they run on the HTTP thread,
+  // unless they carry a ballot that raises the fence, which is stored
+  // before the answer (a new leader's sweep or probe): that waits for the
+  // database, so it goes to the decide lane.
   router.add(rest::Method::get, "/v1/branches/{txid}", [=, this](Request req, Replier reply) {
     auto txid = txid_of(req, reply);
     if (!txid) return;
-    reply(to_response(status(*txid)));
+    auto f = txn::Fence::from_query([&req](std::string_view k) { return req.query_param(k); });
+    if (!f.ok()) return reply(invalid(400, f.status().message()));
+    if (fencing_.would_raise(f->ballot)) {
+      return queue(reply, Lane::decide,
+                   [this, t = *txid, x = std::move(*f)] { return status(t, x); });
+    }
+    reply(to_response(status(*txid, *f)));
   });
-  router.add(rest::Method::get, "/v1/branches", [this](Request req, Replier reply) {
+  router.add(rest::Method::get, "/v1/branches", [=, this](Request req, Replier reply) {
     auto r = txn::BranchListRequest::from_query(
         [&req](std::string_view k) { return req.query_param(k); });
     if (!r.ok()) return reply(invalid(400, r.status().message()));
+    if (fencing_.would_raise(r->fence.ballot)) {
+      return queue(reply, Lane::decide, [this, x = std::move(*r)] { return list(x); });
+    }
     reply(to_response(list(*r)));
   });
   router.add(rest::Method::get, std::string(txn::kAgentInfoPath),

@@ -77,6 +77,7 @@ StepAnswer Agent::exec(const std::string& txid, const txn::ExecRequest& r) {
     }
   }
   std::lock_guard lock(slot->mu);
+  if (auto a = fenced_meanwhile(txid, r.fence.ballot)) return *a;
   ExecResult x = exec_locked(*slot, txid, r.seq, r.sql, r.params);
   after_step(*slot);
   if (!x.ok) return std::move(x.error);
@@ -169,6 +170,7 @@ StepAnswer Agent::prepare(const std::string& txid, const txn::PrepareRequest& r)
   // coordinator asks again.
   std::unique_lock lock(slot->mu, std::defer_lock);
   if (!lock_briefly(lock)) return busy_answer();
+  if (auto a = fenced_meanwhile(txid, r.fence.ballot)) return *a;
   bool busy = false;
   txn::VoteAnswer v = prepare_locked(*slot, txid, r.exec_count, r.digest, &busy);
   after_step(*slot);
@@ -243,6 +245,12 @@ StepAnswer Agent::batch(const std::string& txid, const txn::BatchRequest& r) {
                      "the txid is known here: a batch opens a new branch, and nothing ran");
   }
   std::lock_guard lock(slot->mu);
+  if (auto a = fenced_meanwhile(txid, r.fence.ballot)) {
+    // Nothing ran: the branch just opened leaves the table again (a later
+    // batch of a current leader for this txid is not expected, T2).
+    table_.retire(txid, Outcome::aborted, now_ms());
+    return *a;
+  }
   txn::BatchAnswer answer;
   uint64_t seq = 0;
   for (const txn::Statement& st : r.statements) {

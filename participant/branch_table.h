@@ -16,7 +16,9 @@
 //                       takes another lock (no database work, no branch
 //                       lock, no queueing, no logging of its own).
 //   Leaves, like 2: the lane pool's queue lock (lanes.h) and the fence's
-//   lock (fencing.h).
+//   lock (fencing.h). The fence's save lock (fencing.h) is held across
+//   storing a raised ballot in the resource; a step takes it only in
+//   admit(), before any lock above.
 // Never take a branch lock while holding the table's lock, and never hold
 // two branch locks at once.
 //

@@ -21,6 +21,9 @@
 //     database (A4, A6), checks the configuration, and returns the branches
 //     still prepared from before a restart, whose outcome must be asked of
 //     the coordinator.
+//   - The fence (fencing.h), the highest coordinator ballot the agent has
+//     seen, is stored durably by save_fence() and read back by
+//     load_fence() after a restart.
 //
 // Threading: every method is thread-safe; a Branch is used by one thread at
 // a time.
@@ -93,6 +96,13 @@ class Resource {
 
   // Prepared branches held now.
   virtual std::vector<std::string> prepared() const = 0;
+
+  // The fence: after open(), the highest ballot stored (zero if none).
+  virtual Result<txn::BallotId> load_fence() = 0;
+  // Stores `ballot` as the highest ballot seen (never lowering what is
+  // stored) and returns only once it is durable. Called one at a time, with
+  // ballots that only rise; never from under a branch's lock.
+  virtual Status save_fence(const txn::BallotId& ballot) = 0;
 
   // "postgresql bank@127.0.0.1:5432", for logs and /readyz.
   virtual std::string describe() const = 0;

@@ -118,6 +118,12 @@ std::string branch_path(std::string_view txid) {
   return "/v1/branches/" + std::string(txid);
 }
 
+std::string branch_path(std::string_view txid, const Fence& fence) {
+  std::string p = branch_path(txid);
+  if (const std::string q = fence.query(); !q.empty()) p += "?" + q;
+  return p;
+}
+
 std::string outcome_path(std::string_view txid) {
   return "/v1/transactions/" + std::string(txid) + "/outcome";
 }
@@ -217,6 +223,26 @@ std::string Fence::query() const {
   if (!ballot.is_zero()) add("ballot", ballot.describe());
   if (watermark) add("watermark", watermark->str());
   return q;
+}
+
+Result<Fence> Fence::from_query(
+    const std::function<std::optional<std::string_view>(std::string_view)>& param) {
+  Fence f;
+  if (auto a = param("agent_id")) {
+    if (!valid_agent_id(*a)) return bad("agent_id must be 1-64 characters of [A-Za-z0-9._-]");
+    f.agent_id = std::string(*a);
+  }
+  if (auto b = param("ballot")) {
+    auto ballot = parse_ballot_text(*b);
+    if (!ballot.ok()) return ballot.status();
+    f.ballot = *ballot;
+  }
+  if (auto w = param("watermark")) {
+    auto t = Txid::parse(*w);
+    if (!t.ok()) return bad("watermark: " + t.status().message());
+    f.watermark = std::move(*t);
+  }
+  return f;
 }
 
 // --- rows and errors ----------------------------------------------------------
@@ -546,20 +572,9 @@ Result<BranchListRequest> BranchListRequest::from_query(
     }
     r.limit = static_cast<size_t>(n);
   }
-  if (auto a = param("agent_id")) {
-    if (!valid_agent_id(*a)) return bad("agent_id must be 1-64 characters of [A-Za-z0-9._-]");
-    r.fence.agent_id = std::string(*a);
-  }
-  if (auto b = param("ballot")) {
-    auto ballot = parse_ballot_text(*b);
-    if (!ballot.ok()) return ballot.status();
-    r.fence.ballot = *ballot;
-  }
-  if (auto w = param("watermark")) {
-    auto t = Txid::parse(*w);
-    if (!t.ok()) return bad("watermark: " + t.status().message());
-    r.fence.watermark = std::move(*t);
-  }
+  auto fence = Fence::from_query(param);
+  if (!fence.ok()) return fence.status();
+  r.fence = std::move(*fence);
   return r;
 }
 

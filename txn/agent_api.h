@@ -27,8 +27,13 @@
 //                                        about again; the agent drops its
 //                                        outcome records and marker rows below
 //                                        it. It only moves up.
-// The highest ballot is kept in memory: after an agent restart the next
-// request sets it again.
+// The highest ballot is durable: a request that raises it is answered only
+// once the agent has stored it (PostgreSQL: the table dtx_fence; SQLite: a
+// FENCE record in the agent's WAL), and the agent loads it before serving
+// after a restart. So once a new leader's sweep (or any request of its
+// ballot) was answered, the deposed leader's exec, prepare and batch are
+// refused for good. If it cannot be stored the request is answered 503
+// unavailable and nothing ran.
 //
 // Routes (agent side):
 //   POST /v1/branches/{txid}/exec       ExecRequest  -> 200 ExecAnswer
@@ -72,9 +77,13 @@
 //        409 not_prepared (commit of an ACTIVE branch), precommitted (abort of
 //            a PRECOMMITTED one), busy, wrong_agent
 //        410 forgotten: a txid below the watermark the agent has no record of
-//   GET  /v1/branches/{txid}            200 BranchStatus; 404 not_found
+//   GET  /v1/branches/{txid}?agent_id=..&ballot=7.2   200 BranchStatus; 404 not_found
 //        {"txid", "state", "exec_count", "doomed", "busy", "outcome"?}
-//        busy: a step of the branch is running; state is the last one known
+//        busy: a step of the branch is running; state is the last one known.
+//        The fencing parameters are optional (branch_path(txid, fence)); a
+//        higher ballot raises the fence, as for the listing, so a new leader
+//        can probe a branch and know that the old leader can no longer
+//        prepare it. 409 wrong_agent for another agent_id.
 //   GET  /v1/branches?state=prepared&after=<txid>&limit=1000&agent_id=..&ballot=7.2
 //        200 BranchListAnswer {"branches": [{"txid", "state", "busy"}], "next"?: "<txid>"}
 //        Every branch the agent holds, busy ones included (T10), in the
@@ -143,6 +152,9 @@ inline constexpr std::string_view too_many_statements = "too_many_statements";  
 inline constexpr std::string_view sql_error = "sql_error";                      // 422
 inline constexpr std::string_view no_session = "no_session";  // 503: the branch is doomed
 inline constexpr std::string_view overloaded = "overloaded";  // 503: nothing ran
+// 503: the database (or the agent's WAL) did not answer, e.g. while storing
+// a raised fence: nothing ran, ask again.
+inline constexpr std::string_view unavailable = "unavailable";
 inline constexpr std::string_view invalid_argument = "invalid_argument";  // 400
 inline constexpr std::string_view not_found = "not_found";                // 404
 }  // namespace errc
@@ -171,7 +183,14 @@ struct Fence {
   static Result<Fence> from_json(const boost::json::value& body, bool ballot_required);
   // "agent_id=bank-a&ballot=7.2&watermark=c1.7.2.1000" for GETs ("" if empty).
   std::string query() const;
+  // From a GET's decoded query parameters; every field optional.
+  static Result<Fence> from_query(
+      const std::function<std::optional<std::string_view>(std::string_view)>& param);
 };
+
+// "/v1/branches/{txid}?agent_id=..&ballot=..&watermark=..": GET of a branch
+// with the fencing parameters.
+std::string branch_path(std::string_view txid, const Fence& fence);
 
 struct Statement {
   std::string sql;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <limits>
 #include <optional>
 #include <set>
 
@@ -348,7 +349,7 @@ Status PgResource::check_server(PgSession& s) {
   return ok_status();
 }
 
-Status PgResource::create_marker_table(PgSession& s) {
+Status PgResource::create_tables(PgSession& s) {
   // Under a transaction-level advisory lock: concurrent CREATE TABLE IF NOT
   // EXISTS from agents starting together can fail on the catalog's unique
   // index.
@@ -356,12 +357,20 @@ Status PgResource::create_marker_table(PgSession& s) {
       "BEGIN; SELECT pg_advisory_xact_lock({}); "
       "CREATE TABLE IF NOT EXISTS dtx_markers (cluster text NOT NULL, agent text NOT NULL, "
       "txid text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), "
-      "PRIMARY KEY (cluster, agent, txid)); COMMIT",
+      "PRIMARY KEY (cluster, agent, txid)); "
+      "CREATE TABLE IF NOT EXISTS dtx_fence (cluster text NOT NULL, agent text NOT NULL, "
+      "round bigint NOT NULL, node bigint NOT NULL, PRIMARY KEY (cluster, agent)); COMMIT",
       pg::marker_ddl_lock_key()));
   if (!r.ok()) {
     s.rollback_quietly();
     return error(r.status().code(),
-                 "cannot create the marker table dtx_markers: " + r.status().message());
+                 "cannot create dtx's tables dtx_markers and dtx_fence: " + r.status().message());
+  }
+  auto fence_probe = s.exec("SELECT cluster, agent, round, node FROM dtx_fence WHERE false");
+  if (!fence_probe.ok()) {
+    return error(Code::failed_precondition,
+                 "dtx_fence exists but is not dtx's fence table (cluster, agent, round, node): " +
+                     fence_probe.status().message());
   }
   // A table of that name from something else would make every prepare
   // fail; say so now.
@@ -412,7 +421,7 @@ Result<std::vector<std::string>> PgResource::open() {
     return st;
   };
   if (Status st = check_server(s); !st.ok()) return give_up(st);
-  if (Status st = create_marker_table(s); !st.ok()) return give_up(st);
+  if (Status st = create_tables(s); !st.ok()) return give_up(st);
   auto txids = reconcile(s);
   if (!txids.ok()) return give_up(txids.status());
   if (Status st = shared_->pool.fill(); !st.ok()) return give_up(st);
@@ -756,6 +765,73 @@ Result<Outcome> PgResource::outcome_of(const std::string& txid) {
   });
   if (!st.ok()) return st;
   return *outcome;
+}
+
+Status PgResource::with_fence_session(const std::function<Status(PgSession&)>& f) {
+  // The fence changes only when a new coordinator leader speaks: its
+  // session is idle for long stretches and may have died meanwhile (a
+  // server restart). An upsert that never reached the server is simply
+  // sent again on a new session; one whose answer was lost may have
+  // committed, and sending it again is harmless (it never lowers the row).
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (fence_session_ == nullptr || fence_session_->broken_now()) {
+      fence_session_.reset();
+      auto s = PgSession::connect(make_session_options(options_, "fence"));
+      if (!s.ok()) return s.status();
+      // The upsert must be durable when it returns: the server's own
+      // synchronous_commit, unless that is off (then local: flushed here).
+      auto sc = (*s)->exec(
+          "SELECT set_config('synchronous_commit', CASE current_setting('synchronous_commit') "
+          "WHEN 'off' THEN 'local' ELSE current_setting('synchronous_commit') END, false)");
+      if (!sc.ok()) return sc.status();
+      fence_session_ = std::move(*s);
+    }
+    Status st = f(*fence_session_);
+    if (!fence_session_->broken()) return st;
+  }
+  return error(Code::unavailable, "the PostgreSQL fence session keeps breaking");
+}
+
+Result<txn::BallotId> PgResource::load_fence() {
+  DTX_RETURN_IF_ERROR(check_open());
+  std::lock_guard lock(fence_mu_);
+  txn::BallotId b;
+  Status st = with_fence_session([&](PgSession& s) -> Status {
+    auto r = s.exec("SELECT round, node FROM dtx_fence WHERE cluster = $1 AND agent = $2",
+                    {options_.cluster_id, options_.agent_name});
+    if (!r.ok()) return r.status();
+    if (r->empty()) return ok_status();
+    const int64_t round = (*r)[0][0].as<int64_t>(), node = (*r)[0][1].as<int64_t>();
+    if (round < 0 || node < 0 ||
+        node > static_cast<int64_t>(std::numeric_limits<uint32_t>::max())) {
+      return error(Code::corruption,
+                   fmt::format("dtx_fence holds ballot {}.{} for agent '{}', which no "
+                               "coordinator issues",
+                               round, node, options_.agent_name));
+    }
+    b = txn::BallotId{static_cast<uint64_t>(round), static_cast<uint32_t>(node)};
+    return ok_status();
+  });
+  if (!st.ok()) return st;
+  return b;
+}
+
+Status PgResource::save_fence(const txn::BallotId& ballot) {
+  DTX_RETURN_IF_ERROR(check_open());
+  std::lock_guard lock(fence_mu_);
+  return with_fence_session([&](PgSession& s) -> Status {
+    auto r = s.exec(
+        "INSERT INTO dtx_fence AS f (cluster, agent, round, node) "
+        "VALUES ($1, $2, $3::bigint, $4::bigint) ON CONFLICT (cluster, agent) DO UPDATE "
+        "SET round = EXCLUDED.round, node = EXCLUDED.node "
+        "WHERE (f.round, f.node) < (EXCLUDED.round, EXCLUDED.node)",
+        {options_.cluster_id, options_.agent_name, std::to_string(ballot.round),
+         std::to_string(ballot.node)});
+    if (!r.ok()) return r.status();
+    spdlog::info("postgresql: agent '{}' stored the fence at ballot {}", options_.agent_name,
+                 ballot.describe());
+    return ok_status();
+  });
 }
 
 std::vector<std::string> PgResource::prepared() const {

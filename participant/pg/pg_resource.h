@@ -61,6 +61,16 @@
 // retention, T3): a commit() retried after its marker was deleted would
 // answer aborted.
 //
+// The fence table, created by open() if missing:
+//   CREATE TABLE dtx_fence (cluster text, agent text, round bigint,
+//     node bigint, PRIMARY KEY (cluster, agent))
+// One row per agent: the highest coordinator ballot it has seen
+// (fencing.h). save_fence() upserts it on a session of its own (the fence
+// session, opened by open() and re-opened if it broke), never lowering it,
+// with synchronous_commit at least local (the server's own setting unless it
+// is off), so the upsert has returned only once its commit is flushed;
+// load_fence() reads it. Branches may not name it (statement_refusal()).
+//
 // Reconciliation (A4): open() returns the txids of the prepared
 // transactions in pg_prepared_xacts of the current database whose gid is
 // exactly dtx:<cluster>:<txid>:<agent> for this cluster and agent; they stay
@@ -160,6 +170,8 @@ class PgResource final : public Resource {
   // its outcome is not decided yet, and its marker not visible.
   Result<Outcome> outcome_of(const std::string& txid) override;
   std::vector<std::string> prepared() const override;
+  Result<txn::BallotId> load_fence() override;
+  Status save_fence(const txn::BallotId& ballot) override;
   std::string describe() const override;
   bool healthy() override;
 
@@ -187,7 +199,11 @@ class PgResource final : public Resource {
   // gone; unlocking first lets a successor open at once.
   void release_agent_lock(pg::PgSession& s);
   Status check_server(pg::PgSession& s);
-  Status create_marker_table(pg::PgSession& s);
+  // dtx_markers and dtx_fence.
+  Status create_tables(pg::PgSession& s);
+  // Runs f on the fence session, opening it (again) if needed; a session
+  // found broken is replaced once. Caller holds fence_mu_.
+  Status with_fence_session(const std::function<Status(pg::PgSession&)>& f);
   Result<std::vector<std::string>> reconcile(pg::PgSession& s);
   // Re-opens the control session and re-takes the lock if it broke.
   // Caller holds control_mu_.
@@ -207,6 +223,9 @@ class PgResource final : public Resource {
 
   std::timed_mutex control_mu_;
   std::unique_ptr<pg::PgSession> control_;
+
+  std::mutex fence_mu_;  // the fence session: one load or save at a time
+  std::unique_ptr<pg::PgSession> fence_session_;
 
   mutable std::mutex describe_mu_;
   std::string describe_;

@@ -170,25 +170,30 @@ std::optional<std::string> statement_refusal(std::string_view sql) {
     return fmt::format(
         "{} changes the pooled session or its protocol state; not allowed in a branch", first);
   }
-  // The marker rows are the proof of a commit (A3): a branch that wrote
-  // them could forge or erase it. Any mention of the table as a word is
-  // refused (a guard, not a parser: see docs/agent.md).
-  static constexpr std::string_view kMarkers = "dtx_markers";
+  // The marker rows are the proof of a commit (A3), and dtx_fence holds the
+  // highest coordinator ballot seen (fencing): a branch that wrote them
+  // could forge or erase a commit, or let a deposed leader back in. Any
+  // mention of either table as a word is refused (a guard, not a parser:
+  // see docs/agent.md).
+  static constexpr std::string_view kOwnTables[] = {"dtx_markers", "dtx_fence"};
   auto word_char = [](char c) {
     return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '$';
   };
-  for (size_t i = 0; i + kMarkers.size() <= sql.size(); ++i) {
-    bool match = true;
-    for (size_t k = 0; k < kMarkers.size() && match; ++k) {
-      match = std::tolower(static_cast<unsigned char>(sql[i + k])) == kMarkers[k];
-    }
-    if (!match) continue;
-    const bool starts = i == 0 || !word_char(sql[i - 1]);
-    const bool ends = i + kMarkers.size() == sql.size() || !word_char(sql[i + kMarkers.size()]);
-    if (starts && ends) {
-      return std::string(
-          "dtx_markers is dtx's own table (its rows prove commits); branches may "
-          "not use it");
+  for (std::string_view table : kOwnTables) {
+    for (size_t i = 0; i + table.size() <= sql.size(); ++i) {
+      bool match = true;
+      for (size_t k = 0; k < table.size() && match; ++k) {
+        match = std::tolower(static_cast<unsigned char>(sql[i + k])) == table[k];
+      }
+      if (!match) continue;
+      const bool starts = i == 0 || !word_char(sql[i - 1]);
+      const bool ends = i + table.size() == sql.size() || !word_char(sql[i + table.size()]);
+      if (starts && ends) {
+        return fmt::format(
+            "{} is dtx's own table (it proves commits and fences deposed coordinators); "
+            "branches may not use it",
+            table);
+      }
     }
   }
   return std::nullopt;

@@ -78,7 +78,8 @@ int64_t marker_ddl_lock_key();
 // `SET LOCAL <name>` and `SET CONSTRAINTS` (SET TRANSACTION and
 // SET LOCAL TRANSACTION/SESSION are refused), DISCARD, COPY (its protocol
 // would leave the session mid-copy), LISTEN, UNLISTEN and LOAD (session
-// state that would outlive the branch), and a statement with no text.
+// state that would outlive the branch), a statement with no text, and any
+// statement naming dtx's own tables dtx_markers or dtx_fence as a word.
 //
 // This is a guard, not a parser: a function call such as set_config(...,
 // false) still changes the session. What makes it sufficient for the

@@ -309,7 +309,12 @@ Status SqliteResource::recover(std::vector<std::string>* in_doubt) {
     if (!rec.ok()) {
       return error(Code::corruption, "agent WAL " + opt_.wal_dir + ": " + rec.status().message());
     }
-    if (rec->type == RecordType::prepared) {
+    if (rec->type == RecordType::fence) {
+      // Appended only higher (copies are equal): the last one is the fence.
+      std::lock_guard lk(mu_);
+      if (fence_ < rec->ballot) fence_ = rec->ballot;
+      fence_lsn_ = rec->lsn;
+    } else if (rec->type == RecordType::prepared) {
       undecided[rec->txid] = Pending{rec->lsn, std::move(rec->redo)};
     } else {
       undecided.erase(rec->txid);
@@ -702,6 +707,8 @@ void SqliteResource::flush_decisions() {
 
 void SqliteResource::maybe_truncate() {
   uint64_t keep_from;
+  bool copy_fence = false;
+  txn::BallotId fence;
   {
     std::lock_guard lk(mu_);
     // A branch being prepared may have appended a PREPARED record not yet
@@ -710,6 +717,28 @@ void SqliteResource::maybe_truncate() {
     keep_from = wal_->next_lsn();
     for (const auto& [txid, lsn] : undecided_)
       keep_from = std::min(keep_from, lsn);
+    // The FENCE record is kept: truncation stops at it. So that it does not
+    // pin the log's head for ever, it is copied forward once the log has
+    // grown half a segment past it; the old one may go once the copy is
+    // durable (the copy is appended without waiting: the flusher syncs it).
+    if (fence_copy_lsn_ != 0 && wal_->durable_lsn() >= fence_copy_lsn_) {
+      fence_lsn_ = fence_copy_lsn_;
+      fence_copy_lsn_ = 0;
+      fence_bytes_at_ = wal_->stats().bytes;
+    }
+    if (fence_lsn_ != 0) {
+      copy_fence = fence_copy_lsn_ == 0 && fence_lsn_ < keep_from &&
+                   wal_->stats().bytes - fence_bytes_at_ >= opt_.wal_segment_bytes / 2;
+      keep_from = std::min(keep_from, fence_lsn_);
+      fence = fence_;
+    }
+  }
+  if (copy_fence) {
+    auto lsn = wal_->append(static_cast<uint16_t>(RecordType::fence), encode_fence(fence));
+    if (lsn.ok()) {
+      std::lock_guard lk(mu_);
+      fence_copy_lsn_ = *lsn;
+    }
   }
   if (Status s = wal_->truncate_prefix(keep_from); !s.ok()) {
     spdlog::warn("sqlite {}: agent WAL truncation: {}", opt_.db_path, s.describe());
@@ -728,6 +757,36 @@ Result<Outcome> SqliteResource::outcome_of(const std::string& txid) {
   auto marker = marker_exists(txid);
   if (!marker.ok()) return marker.status();
   return *marker ? Outcome::committed : Outcome::aborted;
+}
+
+Result<txn::BallotId> SqliteResource::load_fence() {
+  std::lock_guard lk(mu_);
+  DTX_RETURN_IF_ERROR(check_usable());
+  return fence_;  // read from the agent WAL by recover()
+}
+
+Status SqliteResource::save_fence(const txn::BallotId& ballot) {
+  {
+    std::lock_guard lk(mu_);
+    DTX_RETURN_IF_ERROR(check_usable());
+    if (!(fence_ < ballot)) return ok_status();
+  }
+  // In the agent WAL, not the database: SQLite's write lock may be held by
+  // a prepared branch for as long as its decision takes.
+  auto lsn = wal_->append_sync(static_cast<uint16_t>(RecordType::fence), encode_fence(ballot));
+  if (!lsn.ok()) {
+    std::lock_guard lk(mu_);
+    if (failed_.ok()) failed_ = lsn.status();  // the WAL ran on_fatal itself
+    return error(lsn.status().code(), "agent WAL: " + lsn.status().message());
+  }
+  std::lock_guard lk(mu_);
+  if (fence_ < ballot) {
+    fence_ = ballot;
+    fence_lsn_ = *lsn;
+    fence_copy_lsn_ = 0;
+    fence_bytes_at_ = wal_->stats().bytes;
+  }
+  return ok_status();
 }
 
 std::vector<std::string> SqliteResource::prepared() const {

@@ -68,7 +68,16 @@
 //   returned by open() and listed by prepared(); commit() of one not yet held answers Code::busy
 //   (decide the older one first), abort() of it just records ABORTED.
 //   New branches wait until all are decided.
-//   Once every record in a WAL prefix is decided, the prefix is truncated.
+//   Once every record in a WAL prefix is decided, the prefix is truncated,
+//   never past the FENCE record (see below).
+//
+// The fence (participant/fencing.h): save_fence() appends a FENCE record
+// and waits for its fsync; recovery takes the last one as the fence, which
+// load_fence() returns. Not in the database: SQLite's single write lock may
+// be held by a prepared branch until its decision. Truncation keeps the
+// FENCE record; once the log has grown half a segment past it, it is
+// copied forward (appended again) and the old one may go when the copy is
+// durable, so the fence never pins more than about two segments.
 //
 // Files
 //   <db>                the database; opened with journal_mode=WAL and
@@ -169,6 +178,8 @@ class SqliteResource final : public Resource {
   Result<Outcome> abort(const std::string& txid) override;
   Result<Outcome> outcome_of(const std::string& txid) override;
   std::vector<std::string> prepared() const override;
+  Result<txn::BallotId> load_fence() override;
+  Status save_fence(const txn::BallotId& ballot) override;
   std::string describe() const override;
   bool healthy() override;
   // Deletes the markers of txids below the watermark (T3), taking the write
@@ -241,6 +252,11 @@ class SqliteResource final : public Resource {
   // close. See append_decision().
   std::vector<std::pair<RecordType, std::string>> pending_decisions_;
   void flush_decisions();
+  // The fence and its FENCE record (see "The fence" above).
+  txn::BallotId fence_;
+  uint64_t fence_lsn_ = 0;       // a durable FENCE record holding fence_; 0: none
+  uint64_t fence_copy_lsn_ = 0;  // its copy forward, appended; 0: none under way
+  uint64_t fence_bytes_at_ = 0;  // wal_->stats().bytes when fence_lsn_ was written
 };
 
 // Renders what the agent WAL in wal_dir holds for txid: the PREPARED record,

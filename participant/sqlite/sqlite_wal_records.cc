@@ -100,6 +100,8 @@ const char* record_type_name(RecordType t) {
       return "ABORTED";
     case RecordType::resolved:
       return "RESOLVED";
+    case RecordType::fence:
+      return "FENCE";
   }
   return "?";
 }
@@ -124,6 +126,13 @@ std::vector<uint8_t> encode_resolved(const std::string& txid, Outcome outcome) {
   Writer w;
   w.str16(txid);
   w.u8(outcome == Outcome::committed ? 1 : 2);
+  return w.take();
+}
+
+std::vector<uint8_t> encode_fence(const txn::BallotId& ballot) {
+  Writer w;
+  w.u64(ballot.round);
+  w.u32(ballot.node);
   return w.take();
 }
 
@@ -152,6 +161,11 @@ Result<AgentRecord> decode_record(uint64_t lsn, uint16_t type, std::span<const u
       rec.outcome = o == 1 ? Outcome::committed : Outcome::aborted;
       break;
     }
+    case static_cast<uint16_t>(RecordType::fence):
+      rec.type = RecordType::fence;
+      rec.ballot.round = r.u64();
+      rec.ballot.node = r.u32();
+      break;
     default:
       return error(Code::corruption, fmt::format("lsn {}: unknown record type {}", lsn, type));
   }

@@ -18,9 +18,17 @@
 //   4 RESOLVED   str16 txid, u8 outcome (1 committed, 2 aborted)
 //                  an operator settled an in-doubt branch by hand
 //                  (SqliteResource::resolve_by_operator); fsync'd.
+//   5 FENCE      u64 round, u32 node
+//                  the highest coordinator ballot the agent has seen
+//                  (participant/fencing.h); appended and fsync'd before the
+//                  request that raised it is answered. The last one read at
+//                  recovery is the fence. Copied forward (appended again)
+//                  before prefix truncation could drop the segment holding
+//                  it, and kept until the copy is durable.
 //
 // A txid is 1..kTxidBytesMax bytes. A record that passes the WAL's checksum
-// but does not decode as above is corruption.
+// but does not decode as above is corruption. (An agent from before FENCE
+// records existed reads type 5 as corruption: do not downgrade past it.)
 // ---------------------------------------------------------------------------
 #pragma once
 
@@ -31,6 +39,7 @@
 
 #include "common/status.h"
 #include "participant/resource.h"
+#include "txn/txid.h"
 
 namespace dtx::participant::sqlite {
 
@@ -39,6 +48,7 @@ enum class RecordType : uint16_t {
   committed = 2,
   aborted = 3,
   resolved = 4,
+  fence = 5,
 };
 
 inline constexpr size_t kTxidBytesMax = 256;
@@ -51,6 +61,7 @@ struct AgentRecord {
   std::vector<uint8_t> undo;           // PREPARED only
   int64_t prepared_at_ms = 0;          // PREPARED only
   Outcome outcome = Outcome::aborted;  // RESOLVED only
+  txn::BallotId ballot;                // FENCE only (txid empty)
 };
 
 const char* record_type_name(RecordType t);
@@ -60,6 +71,7 @@ std::vector<uint8_t> encode_prepared(const std::string& txid, std::span<const ui
 // COMMITTED and ABORTED.
 std::vector<uint8_t> encode_decided(const std::string& txid);
 std::vector<uint8_t> encode_resolved(const std::string& txid, Outcome outcome);
+std::vector<uint8_t> encode_fence(const txn::BallotId& ballot);
 
 // Decodes a record's payload; Code::corruption if it does not parse.
 Result<AgentRecord> decode_record(uint64_t lsn, uint16_t type, std::span<const uint8_t> payload);

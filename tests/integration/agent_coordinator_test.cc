@@ -148,6 +148,68 @@ TEST_P(AgentProtocol, dtx_agent_bench_runs_on_a_fresh_database) {
   sql_setup("DROP DATABASE IF EXISTS " + db + " WITH (FORCE)");
 }
 
+// Defect: the fence (the highest ballot seen) lived in memory only. After a
+// new leader's sweep raised it and the agent restarted, the deposed
+// leader's exec and prepare were accepted again: a branch could be
+// prepared after the sweep, with no decision ever coming for it.
+TEST_P(AgentProtocol, the_fence_survives_a_kill9) {
+  start_agent();
+  txn::BranchListRequest sweep;
+  sweep.fence = fence();
+  sweep.fence.ballot = txn::BallotId{2, 1};
+  ASSERT_EQ(client_->get(addr(), sweep.path(), 5000)->status, 200);
+  kill9();
+  start_agent();
+  auto info = client_->get(addr(), std::string(txn::kAgentInfoPath), 5000);
+  auto i = txn::AgentInfo::from_json(*info->json_body());
+  ASSERT_TRUE(i.ok());
+  EXPECT_EQ(i->highest_ballot, (txn::BallotId{2, 1})) << "loaded before serving";
+  // The deposed leader (ballot 1.1) runs nothing and collects no vote.
+  const std::string t = tx("deposed");
+  auto r = exec(t, transfer_sql(), {int64_t{-1}, int64_t{1}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_EQ(r->error_code(), "stale_ballot");
+  txn::PrepareRequest p{fence(), 1, digest_[t]};
+  r = post(txn::branch_step_path(t, "prepare"), json::serialize(p.to_json()));
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_EQ(r->error_code(), "stale_ballot");
+  EXPECT_EQ(balance(1), 100);
+}
+
+// A new leader probes one branch (GET with its ballot) before presuming
+// an abort: the probe raises the fence, durably, like a sweep.
+TEST_P(AgentProtocol, a_branch_probe_with_a_new_ballot_raises_the_fence_for_good) {
+  start_agent();
+  const std::string t = tx("probed");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-1}, int64_t{1}})->status, 200);
+  txn::Fence probe = fence();
+  probe.ballot = txn::BallotId{2, 1};
+  auto r = client_->get(addr(), txn::branch_path(t, probe), 5000);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto st = txn::BranchStatus::from_json(*r->json_body());
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->state, txn::BranchState::active);
+  // The old leader can no longer prepare it, before or after a restart.
+  txn::PrepareRequest p{fence(), seq_[t], digest_[t]};
+  r = post(txn::branch_step_path(t, "prepare"), json::serialize(p.to_json()));
+  EXPECT_EQ(r->error_code(), "stale_ballot") << r->body;
+  kill9();
+  start_agent();
+  r = post(txn::branch_step_path(tx("after"), "batch"),
+           json::serialize(txn::BatchRequest{fence(), {{"SELECT 1", {}}}}.to_json()));
+  EXPECT_EQ(r->status, 409) << r->body;
+  EXPECT_EQ(r->error_code(), "stale_ballot");
+  // A probe naming another agent is refused; one without fencing
+  // parameters is a plain read.
+  probe.agent_id = "someone-else";
+  EXPECT_EQ(client_->get(addr(), txn::branch_path(t, probe), 5000)->error_code(), "wrong_agent");
+  EXPECT_EQ(client_->get(addr(), txn::branch_path(t), 5000)->status, 404)
+      << "the active branch died with the agent";
+  EXPECT_EQ(balance(1), 100);
+}
+
 // --- what the coordinator needs -------------------------------------------------
 
 TEST_P(AgentProtocol, requests_are_fenced_by_agent_id_and_ballot_but_decisions_are_not) {

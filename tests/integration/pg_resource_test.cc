@@ -94,6 +94,7 @@ class PgResourceTest : public ::testing::Test {
     }
     admin("DROP TABLE IF EXISTS " + table_);
     admin("DELETE FROM dtx_markers WHERE cluster = " + admin_->quote(cluster_));
+    admin("DELETE FROM dtx_fence WHERE cluster = " + admin_->quote(cluster_));
   }
 
   pqxx::result admin(const std::string& sql) {
@@ -549,15 +550,17 @@ TEST(PgStatementGuard, refuses_transaction_control_and_session_changes) {
                           "/* unterminated",
                           "DELETE FROM dtx_markers",
                           "INSERT INTO public.DTX_MARKERS VALUES ('c', 'a', 't')",
-                          "WITH d AS (DELETE FROM \"dtx_markers\" RETURNING 1) SELECT 1"}) {
+                          "WITH d AS (DELETE FROM \"dtx_markers\" RETURNING 1) SELECT 1",
+                          "UPDATE dtx_fence SET round = 0",
+                          "DELETE FROM public.DTX_FENCE"}) {
     EXPECT_TRUE(pg::statement_refusal(sql).has_value()) << "let through: " << sql;
   }
-  for (const char* sql :
-       {"SELECT 1", "select * from t for share", "SET LOCAL lock_timeout = '1s'",
-        "set constraints all immediate", "(SELECT 1) UNION (SELECT 2)",
-        "WITH x AS (SELECT 1) SELECT * FROM x", "INSERT INTO t VALUES (1)", "UPDATE t SET v = 1",
-        "DELETE FROM t", "/* c */ SELECT 'COMMIT'", "COMMITTED", "LOCK TABLE t",
-        "SELECT * FROM my_dtx_markers", "SELECT * FROM dtx_markers_archive"}) {
+  for (const char* sql : {"SELECT 1", "select * from t for share", "SET LOCAL lock_timeout = '1s'",
+                          "set constraints all immediate", "(SELECT 1) UNION (SELECT 2)",
+                          "WITH x AS (SELECT 1) SELECT * FROM x", "INSERT INTO t VALUES (1)",
+                          "UPDATE t SET v = 1", "DELETE FROM t", "/* c */ SELECT 'COMMIT'",
+                          "COMMITTED", "LOCK TABLE t", "SELECT * FROM my_dtx_markers",
+                          "SELECT * FROM dtx_markers_archive", "SELECT * FROM dtx_fences"}) {
     EXPECT_FALSE(pg::statement_refusal(sql).has_value()) << "refused: " << sql;
   }
   EXPECT_EQ(pg::leading_words("/* a */ -- b\n set Local x", 3),
@@ -882,6 +885,36 @@ TEST_F(PgResourceTest, healthy_describes_and_survives_a_lost_control_session) {
   EXPECT_EQ(r->commit("t1").status().code(), Code::busy);
   EXPECT_FALSE(r->healthy());
   EXPECT_EQ(said(usurper->commit("t1")), "committed");
+}
+
+// The fence (fencing.h) is a row of dtx_fence: stored durably, never
+// lowered, read back by a later instance, and stored again on a fresh
+// session when the fence session died while idle.
+TEST_F(PgResourceTest, the_fence_is_stored_never_lowered_and_read_back) {
+  {
+    auto r = open(options());
+    EXPECT_EQ(*r->load_fence(), (txn::BallotId{}));
+    ASSERT_TRUE(r->save_fence(txn::BallotId{3, 2}).ok());
+    ASSERT_TRUE(r->save_fence(txn::BallotId{2, 9}).ok()) << "a lower one is not an error";
+    EXPECT_EQ(*r->load_fence(), (txn::BallotId{3, 2})) << "and does not lower it";
+    const std::string app = admin_->quote("dtx-agent " + agent_ + " fence");
+    auto pid = admin("SELECT pid FROM pg_stat_activity WHERE application_name = " + app);
+    ASSERT_EQ(pid.size(), 1u);
+    kill_backend(pid[0][0].as<int>());
+    ASSERT_TRUE(r->save_fence(txn::BallotId{4, 1}).ok()) << "on a new fence session";
+  }
+  EXPECT_EQ(admin(fmt::format("SELECT round, node FROM dtx_fence WHERE cluster = {} AND agent = {}",
+                              admin_->quote(cluster_), admin_->quote(agent_)))[0][0]
+                .as<int64_t>(),
+            4);
+  // Another instance of the agent (after a restart) reads it back; another
+  // agent of the cluster has a fence of its own.
+  auto again = open(options());
+  EXPECT_EQ(*again->load_fence(), (txn::BallotId{4, 1}));
+  PgOptions other = options();
+  other.agent_name = agent_ + "-b";
+  auto b = open(other);
+  EXPECT_EQ(*b->load_fence(), (txn::BallotId{}));
 }
 
 TEST_F(PgResourceTest, concurrent_branches_commit_independently) {

@@ -626,6 +626,40 @@ TEST_F(SqliteResourceTest, describe_prepared_shows_redo_and_undo) {
   EXPECT_EQ(describe_prepared(wal_dir(), "nope").status().code(), Code::not_found);
 }
 
+// The fence lives in the agent WAL: a FENCE record, read back at open, and
+// kept through prefix truncation (copied forward) without pinning the log.
+TEST_F(SqliteResourceTest, the_fence_survives_restarts_and_wal_truncation) {
+  db().exec("CREATE TABLE blobs(id INTEGER PRIMARY KEY, v TEXT)");
+  auto res = open_resource();
+  EXPECT_EQ(*res->load_fence(), (txn::BallotId{}));
+  ASSERT_TRUE(res->save_fence(txn::BallotId{2, 1}).ok());
+  ASSERT_TRUE(res->save_fence(txn::BallotId{1, 7}).ok());
+  EXPECT_EQ(*res->load_fence(), (txn::BallotId{2, 1})) << "never lowered";
+  // About 20 KiB of redo and undo per branch: 256 KiB segments fill every
+  // dozen branches, and each decision lets the log truncate its prefix.
+  for (int i = 0; i < 80; ++i) {
+    const std::string txid = "big-" + std::to_string(i);
+    ASSERT_TRUE(
+        run_branch(*res, txid,
+                   {"INSERT INTO blobs VALUES (" + std::to_string(i) + ", hex(randomblob(5000)))"})
+            .ok());
+    ASSERT_EQ(*res->commit(txid), Outcome::committed);
+  }
+  size_t segments = 0;
+  auto names = posix_file_system().list(wal_dir());
+  ASSERT_TRUE(names.ok());
+  for (const auto& name : *names)
+    segments += name.ends_with(".wal");
+  EXPECT_LE(segments, 4u) << "the FENCE record must not pin the log's head";
+  res.reset();
+  res = open_resource();
+  EXPECT_EQ(*res->load_fence(), (txn::BallotId{2, 1})) << "read back after truncation";
+  ASSERT_TRUE(res->save_fence(txn::BallotId{3, 1}).ok());
+  res.reset();
+  res = open_resource();
+  EXPECT_EQ(*res->load_fence(), (txn::BallotId{3, 1}));
+}
+
 TEST(SqliteWalRecords, round_trip_and_reject_garbage) {
   std::vector<uint8_t> redo{1, 2, 3}, undo{4, 5};
   auto p = decode_record(9, 1, encode_prepared("tx", redo, undo, 1234));
@@ -641,6 +675,11 @@ TEST(SqliteWalRecords, round_trip_and_reject_garbage) {
   auto r = decode_record(11, 4, encode_resolved("tx", Outcome::committed));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->outcome, Outcome::committed);
+  auto f = decode_record(12, 5, encode_fence(txn::BallotId{7, 3}));
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->type, RecordType::fence);
+  EXPECT_EQ(f->ballot, (txn::BallotId{7, 3}));
+  EXPECT_TRUE(f->txid.empty());
   auto bytes = encode_prepared("tx", redo, undo, 1);
   bytes.pop_back();
   EXPECT_EQ(decode_record(1, 1, bytes).status().code(), Code::corruption);

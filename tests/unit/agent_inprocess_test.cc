@@ -47,6 +47,9 @@ struct FakeLog {
   std::set<std::string> prepared, committed, aborted, rolled_back;
   int begun = 0;
   std::function<void()> on_exec;  // runs inside every exec (a test may block it)
+  txn::BallotId fence;            // the stored fence (survives an agent's restart)
+  int fence_saves = 0;
+  bool fence_store_fails = false;
 };
 
 class FakeBranch : public Branch {
@@ -102,6 +105,17 @@ class FakeResource : public Resource {
     return log_.committed.count(txid) ? Outcome::committed : Outcome::aborted;
   }
   std::vector<std::string> prepared() const override { return {}; }
+  Result<txn::BallotId> load_fence() override {
+    std::lock_guard lock(log_.mu);
+    return log_.fence;
+  }
+  Status save_fence(const txn::BallotId& b) override {
+    std::lock_guard lock(log_.mu);
+    if (log_.fence_store_fails) return error(Code::unavailable, "the fake store is down");
+    if (log_.fence < b) log_.fence = b;
+    log_.fence_saves++;
+    return ok_status();
+  }
   std::string describe() const override { return "fake"; }
   bool healthy() override { return true; }
 
@@ -113,7 +127,10 @@ constexpr int64_t kTickMs = 10;
 
 class InProcess : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start(); }
+  // (Re)starts the agent on the same fake database.
+  void start() {
+    agent_.reset();
     AgentOptions o;
     o.name = "fake-a";
     o.cluster = "c1";
@@ -279,6 +296,70 @@ TEST_F(InProcess, a_stale_ballot_is_fenced_and_the_watermark_bounds_outcome_reco
   newer.ballot = txn::BallotId{2, 1};
   ASSERT_EQ(agent_->list(txn::BranchListRequest{std::nullopt, "", 10, newer}).status, 200);
   EXPECT_EQ(exec(tx(500), 1).status, 409) << "ballot 1.1 after 2.1 was seen";
+}
+
+TEST_F(InProcess, a_raised_fence_is_stored_before_the_answer_and_reloaded_at_start) {
+  ASSERT_EQ(exec(tx(599), 1).status, 200);  // ballot 1.1, stored
+  EXPECT_EQ(log_.fence, (txn::BallotId{1, 1}));
+  txn::Fence newer = fence();
+  newer.ballot = txn::BallotId{2, 1};
+  // The store is down: the sweep is refused and the fence stays where it was.
+  log_.fence_store_fails = true;
+  auto r = agent_->list(txn::BranchListRequest{std::nullopt, "", 10, newer});
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(r.body.at("error").at("code").as_string(), "unavailable");
+  EXPECT_EQ(txn::AgentInfo::from_json(agent_->info().body)->highest_ballot, (txn::BallotId{1, 1}))
+      << "not raised: it is not durable";
+  log_.fence_store_fails = false;
+  ASSERT_EQ(agent_->list(txn::BranchListRequest{std::nullopt, "", 10, newer}).status, 200);
+  EXPECT_EQ(log_.fence, (txn::BallotId{2, 1}));
+  const int saves = log_.fence_saves;
+  ASSERT_EQ(agent_->list(txn::BranchListRequest{std::nullopt, "", 10, newer}).status, 200);
+  EXPECT_EQ(log_.fence_saves, saves) << "a ballot already stored is not stored again";
+  // A restart loads it before serving.
+  start();
+  EXPECT_EQ(txn::AgentInfo::from_json(agent_->info().body)->highest_ballot, (txn::BallotId{2, 1}));
+  EXPECT_EQ(exec(tx(600), 1).body.at("error").at("code").as_string(), "stale_ballot");
+  // A probe of one branch with a newer ballot raises it too.
+  txn::Fence newest = fence();
+  newest.ballot = txn::BallotId{3, 1};
+  EXPECT_EQ(agent_->status(tx(601), newest).status, 404);
+  EXPECT_EQ(log_.fence, (txn::BallotId{3, 1}));
+  newest.agent_id = "someone-else";
+  EXPECT_EQ(agent_->status(tx(601), newest).status, 409) << "wrong_agent";
+}
+
+TEST_F(InProcess, a_step_admitted_before_a_new_leaders_sweep_is_refused_once_it_has_the_branch) {
+  const std::string t = tx(7);
+  ASSERT_EQ(exec(t, 1).status, 200);
+  Gate gate, entered;
+  log_.on_exec = [&] {
+    entered.open();
+    gate.wait();
+  };
+  std::thread running([&] { EXPECT_EQ(exec(t, 2).status, 200); });
+  entered.wait();
+  log_.on_exec = nullptr;
+  // The old leader's next exec is admitted (1.1 is current) and waits for
+  // the branch's lock; meanwhile the new leader's sweep raises the fence.
+  std::optional<StepAnswer> late;
+  std::thread waiting([&] { late = exec(t, 3); });
+  std::this_thread::sleep_for(50ms);
+  txn::Fence newer = fence();
+  newer.ballot = txn::BallotId{2, 1};
+  auto l = txn::BranchListAnswer::from_json(
+      agent_->list(txn::BranchListRequest{std::nullopt, "", 10, newer}).body);
+  ASSERT_TRUE(l.ok());
+  ASSERT_EQ(l->branches.size(), 1u);
+  EXPECT_TRUE(l->branches[0].busy);
+  gate.open();
+  running.join();
+  waiting.join();
+  ASSERT_TRUE(late.has_value());
+  EXPECT_EQ(late->status, 409);
+  EXPECT_EQ(late->body.at("error").at("code").as_string(), "stale_ballot")
+      << "refused once it got the branch: the sweep came first";
+  EXPECT_EQ(prepare(t, 2).body.at("error").at("code").as_string(), "stale_ballot");
 }
 
 TEST(LanePool, queues_are_bounded_and_a_lane_runs_its_jobs_in_order) {

@@ -193,6 +193,27 @@ TEST(AgentApi, status_listing_agent_info_and_inquiry_round_trip) {
     EXPECT_EQ(in2->watermark, in.watermark);
     EXPECT_EQ(in.http_status(), o == InquiryOutcome::forgotten ? 410 : 200);
   }
+  // GET of one branch with the fencing parameters (a new leader's probe).
+  EXPECT_EQ(branch_path("c1.7.2.5", fence()),
+            "/v1/branches/c1.7.2.5?agent_id=bank-a&ballot=7.2&watermark=c1.6.1.99");
+  EXPECT_EQ(branch_path("c1.7.2.5", Fence{}), "/v1/branches/c1.7.2.5");
+  std::map<std::string, std::string, std::less<>> probe{{"agent_id", "bank-a"}, {"ballot", "7.2"}};
+  auto probed = Fence::from_query([&](std::string_view k) -> std::optional<std::string_view> {
+    auto it = probe.find(k);
+    if (it == probe.end()) return std::nullopt;
+    return std::string_view(it->second);
+  });
+  ASSERT_TRUE(probed.ok()) << probed.status();
+  EXPECT_EQ(probed->agent_id, "bank-a");
+  EXPECT_EQ(probed->ballot, (BallotId{7, 2}));
+  EXPECT_FALSE(probed->watermark.has_value());
+  probe["ballot"] = "7";
+  EXPECT_FALSE(Fence::from_query([&](std::string_view k) -> std::optional<std::string_view> {
+                 auto it = probe.find(k);
+                 if (it == probe.end()) return std::nullopt;
+                 return std::string_view(it->second);
+               }).ok())
+      << "a ballot is <round>.<node>";
   EXPECT_EQ(outcome_path("c1.7.2.5"), "/v1/transactions/c1.7.2.5/outcome");
   EXPECT_EQ(branch_step_path("c1.7.2.5", "batch"), "/v1/branches/c1.7.2.5/batch");
 }
