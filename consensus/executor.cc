@@ -55,6 +55,13 @@ void Executor::step(const Message& m) {
   drain();
 }
 
+void Executor::step_all(const std::vector<Message>& messages) {
+  if (stopped_) return;
+  for (const Message& m : messages)
+    core_->step(m);
+  drain();
+}
+
 void Executor::propose(std::string payload, ProposeCallback done) {
   if (stopped_) return done(ProposeResult{ProposeResult::Outcome::stopped, 0, {}, std::nullopt});
   auto id = core_->propose(std::move(payload));

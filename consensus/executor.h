@@ -134,6 +134,9 @@ class Executor {
   void process();
   void tick();
   void step(const Message& m);
+  // Several messages that arrived together: stepped in order, then carried
+  // out at once (one persist for all the acceptances among them).
+  void step_all(const std::vector<Message>& messages);
   // Queues a command; `done` runs exactly once: at once for a refusal,
   // later with applied, unknown or stopped.
   void propose(std::string payload, ProposeCallback done);

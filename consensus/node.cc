@@ -109,9 +109,9 @@ Status Node::start_on_loop(const Config& cfg, Recovered rec) {
   for (const auto& [id, addr] : opt_.replicas) {
     if (id != opt_.self) to.peers[id] = addr;
   }
-  auto transport = Transport::start(loop_, to, [this](Message m) {
+  auto transport = Transport::start(loop_, to, [this](std::vector<Message>& messages) {
     if (stopping_) return;
-    exec_->step(m);
+    exec_->step_all(messages);
     after_step();
   });
   if (!transport.ok()) {

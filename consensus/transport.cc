@@ -338,13 +338,22 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
   // Frames are read in as large chunks as the socket has ready and parsed
   // from the buffer: one receive for many messages, not two per message.
   void read_frame(const std::shared_ptr<Inbound>& s) {
-    // Parse every whole frame already buffered.
+    // Parse every whole frame already buffered; the messages go to the
+    // handler together (the node steps them all, then persists once).
+    std::vector<Message> batch;
+    auto deliver = [&] {
+      if (batch.empty()) return;
+      received += batch.size();
+      on_message(batch);
+      batch.clear();
+    };
     for (;;) {
       const size_t avail = s->end - s->begin;
       if (avail < kFrameHeaderBytes) break;
       const uint8_t* h = s->buf.data() + s->begin;
       const uint32_t n = get_u32(h);
       if (n > opt.frame_bytes_max || s->message.size() + n > opt.message_bytes_max) {
+        deliver();
         return refuse(s, "frame or message too large");
       }
       if (avail < kFrameHeaderBytes + n) {
@@ -359,6 +368,7 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
       }
       const char* payload = reinterpret_cast<const char*>(h + kFrameHeaderBytes);
       if (crc32c(static_cast<const void*>(payload), size_t{n}) != get_u32(h + 5)) {
+        deliver();
         return refuse(s, "frame checksum mismatch");
       }
       const bool last = h[4] & kLastFragment;
@@ -376,12 +386,14 @@ struct Transport::Impl : std::enable_shared_from_this<Transport::Impl> {
                                         s->message.size()),
                                     opt.self);
       s->message.clear();
-      if (!m.ok()) return refuse(s, m.status().describe());
-      if (m->from != s->from) return refuse(s, "message claims another sender");
-      received++;
-      on_message(std::move(*m));
-      if (stopped) return;
+      if (!m.ok() || m->from != s->from) {
+        deliver();
+        return refuse(s, !m.ok() ? m.status().describe() : "message claims another sender");
+      }
+      batch.push_back(std::move(*m));
     }
+    deliver();
+    if (stopped) return;
     if (s->begin == s->end) s->begin = s->end = 0;
     if (s->end == s->buf.size()) {
       // Full of a partial frame's start: slide it down.

@@ -65,7 +65,9 @@ struct TransportStats {
 
 class Transport {
  public:
-  using Handler = std::function<void(Message)>;
+  // The messages that arrived together on one connection, in order (the
+  // handler may move them out).
+  using Handler = std::function<void(std::vector<Message>& messages)>;
   // Binds the listener (fails if the address is taken) and starts dialling.
   static Result<std::unique_ptr<Transport>> start(EventLoop& loop, TransportOptions options,
                                                   Handler on_message);
