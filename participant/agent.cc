@@ -210,6 +210,9 @@ std::string Agent::metrics() const {
   counter("branches_begun_total", "Branches begun.", counters_.begun);
   counter("votes_yes_total", "Prepares that voted yes.", counters_.votes_yes);
   counter("votes_no_total", "Prepares that voted no.", counters_.votes_no);
+  counter("votes_read_only_total",
+          "Prepares that voted read_only (the branch wrote nothing and ended at once).",
+          counters_.votes_read_only);
   counter("committed_total", "Branches committed.", counters_.committed);
   counter("aborted_total", "Branches aborted.", counters_.aborted);
   counter("heuristic_total", "Decisions whose applied outcome differed from the one asked.",

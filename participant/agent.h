@@ -91,7 +91,8 @@ struct AgentOptions {
 };
 
 struct AgentCounters {
-  std::atomic<uint64_t> begun{0}, votes_yes{0}, votes_no{0}, committed{0}, aborted{0};
+  std::atomic<uint64_t> begun{0}, votes_yes{0}, votes_no{0}, votes_read_only{0}, committed{0},
+      aborted{0};
   std::atomic<uint64_t> heuristic{0}, inquiries{0}, refused{0}, overloaded{0};
   std::atomic<uint64_t> fenced{0}, markers_forgotten{0};
 };
@@ -182,6 +183,8 @@ class Agent {
   StepAnswer decide_unknown(const std::string& txid, Outcome asked, bool from_coordinator,
                             const char* why);
   StepAnswer decided(const std::string& txid, Outcome asked, Outcome actual);
+  // The answer to a decision for a branch that voted read_only.
+  StepAnswer decided_read_only(const std::string& txid, Outcome asked);
   void on_tick_action(const std::string& txid, const std::shared_ptr<BranchSlot>& slot,
                       BranchMachine::TickAction a);
   void inquire(const std::string& txid);

@@ -51,8 +51,18 @@ StepAnswer Agent::decided(const std::string& txid, Outcome asked, Outcome actual
   return StepAnswer{200, txn::DecisionAnswer{actual, heuristic}.to_json()};
 }
 
+// A read-only branch changed nothing, so whichever outcome is asked is
+// true of it: no heuristic, nothing to alarm about.
+StepAnswer Agent::decided_read_only(const std::string& txid, Outcome asked) {
+  logging::txn_debug(txid, "{} of a read-only branch: nothing to do", outcome_name(asked));
+  txn::DecisionAnswer a{asked, false};
+  a.read_only = true;
+  return StepAnswer{200, a.to_json()};
+}
+
 StepAnswer Agent::decide_unknown(const std::string& txid, Outcome asked, bool from_coordinator,
                                  const char* why) {
+  if (table_.read_only(txid)) return decided_read_only(txid, asked);
   std::optional<Outcome> known = table_.outcome(txid);
   if (!known) {
     if (table_.below_watermark(txid)) {
@@ -105,6 +115,7 @@ StepAnswer Agent::decide_slot(const std::shared_ptr<BranchSlot>& slot, const std
   switch (verdict) {
     case BranchMachine::DecisionVerdict::answer: {
       after_step(*slot);
+      if (slot->m.read_only()) return decided_read_only(txid, asked);
       auto o = slot->m.outcome();
       if (!o) return api_error(409, txn::errc::busy, "a decision for this branch is under way");
       return decided(txid, asked, *o);
@@ -214,6 +225,7 @@ StepAnswer Agent::status(const std::string& txid) const {
       s.exec_count = slot->m.exec_count();
       s.doomed = slot->m.doomed();
       s.outcome = slot->m.outcome();
+      s.read_only = slot->m.read_only();
     } else {
       s.state = slot->known_state.load(std::memory_order_acquire);
       s.exec_count = slot->known_execs.load(std::memory_order_acquire);
@@ -226,6 +238,7 @@ StepAnswer Agent::status(const std::string& txid) const {
     s.txid = txid;
     s.state = *t == Outcome::committed ? BranchState::committed : BranchState::aborted;
     s.outcome = *t;
+    s.read_only = table_.read_only(txid);
     return StepAnswer{200, s.to_json()};
   }
   return api_error(404, txn::errc::not_found, "no such branch here");

@@ -183,7 +183,7 @@ StepAnswer Agent::prepare_unknown(const std::string& txid) {
   auto t = table_.outcome(txid);
   txn::VoteAnswer v;
   if (t == Outcome::committed) {
-    v.vote = txn::Vote::yes;
+    v.vote = table_.read_only(txid) ? txn::Vote::read_only : txn::Vote::yes;
   } else {
     v.reason = DbError{std::string(kRefusedByDtx), t ? "the branch aborted" : "unknown branch"};
   }
@@ -201,7 +201,7 @@ txn::VoteAnswer Agent::prepare_locked(BranchSlot& slot, const std::string& txid,
   };
   switch (slot.m.on_prepare(exec_count, digest, now_ticks())) {
     case BranchMachine::PrepareVerdict::vote_yes:
-      return yes;
+      return slot.m.read_only() ? txn::VoteAnswer{txn::Vote::read_only, {}} : yes;
     case BranchMachine::PrepareVerdict::vote_no:
       return txn::VoteAnswer{txn::Vote::no, slot.m.vote_no_reason()};
     case BranchMachine::PrepareVerdict::busy:
@@ -217,6 +217,25 @@ txn::VoteAnswer Agent::prepare_locked(BranchSlot& slot, const std::string& txid,
       break;
   }
   DbError err;
+  if (slot.session) {
+    // A branch that wrote nothing ends here: no marker, nothing prepared,
+    // no part in phase two.
+    auto read_only = resource_->end_read_only(slot.session, &err);
+    if (!read_only.ok()) {
+      if (err.message.empty())
+        err = DbError{std::string(kRefusedByDtx), read_only.status().message()};
+      slot.session.reset();
+      slot.m.on_prepare_done(false, err, now_ticks());
+      return no(err);
+    }
+    if (*read_only) {
+      slot.m.on_prepare_read_only(now_ticks());
+      counters_.votes_read_only++;
+      logging::txn_info(txid, "wrote nothing: votes read_only, its transaction is over");
+      table_.retire(txid, Outcome::committed, now_ms(), /*read_only=*/true);
+      return txn::VoteAnswer{txn::Vote::read_only, {}};
+    }
+  }
   Status s = slot.session ? resource_->prepare(std::move(slot.session), &err)
                           : error(Code::failed_precondition, "no statement ran in this branch");
   if (!s.ok() && err.message.empty()) err = DbError{std::string(kRefusedByDtx), s.message()};

@@ -41,10 +41,10 @@ void BranchTable::add(const std::string& txid, std::shared_ptr<BranchSlot> slot)
   branches_[txid] = std::move(slot);
 }
 
-void BranchTable::retire(const std::string& txid, Outcome outcome, int64_t now_ms) {
+void BranchTable::retire(const std::string& txid, Outcome outcome, int64_t now_ms, bool read_only) {
   std::lock_guard lock(mu_);
   branches_.erase(txid);
-  record_locked(txid, outcome, now_ms);
+  record_locked(txid, outcome, now_ms, read_only);
 }
 
 bool BranchTable::remember(const std::string& txid, Outcome outcome, int64_t now_ms) {
@@ -54,11 +54,12 @@ bool BranchTable::remember(const std::string& txid, Outcome outcome, int64_t now
   return true;
 }
 
-void BranchTable::record_locked(const std::string& txid, Outcome outcome, int64_t now_ms) {
+void BranchTable::record_locked(const std::string& txid, Outcome outcome, int64_t now_ms,
+                                bool read_only) {
   std::optional<txn::Txid> key = key_of(txid);
   // Below the watermark nobody asks again: keeping it would only grow.
   if (!key || (watermark_ && *key < *watermark_)) return;
-  if (outcomes_.emplace(*key, Record{outcome, now_ms}).second) {
+  if (outcomes_.emplace(*key, Record{outcome, now_ms, read_only}).second) {
     outcome_ages_.emplace_back(now_ms, std::move(*key));
   }
 }
@@ -70,6 +71,14 @@ std::optional<Outcome> BranchTable::outcome(const std::string& txid) const {
   auto it = outcomes_.find(*key);
   if (it == outcomes_.end()) return std::nullopt;
   return it->second.outcome;
+}
+
+bool BranchTable::read_only(const std::string& txid) const {
+  auto key = txn::Txid::parse(txid);
+  if (!key.ok()) return false;
+  std::lock_guard lock(mu_);
+  auto it = outcomes_.find(*key);
+  return it != outcomes_.end() && it->second.read_only;
 }
 
 std::vector<std::pair<std::string, std::shared_ptr<BranchSlot>>> BranchTable::all() const {

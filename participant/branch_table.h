@@ -79,13 +79,16 @@ class BranchTable {
   // Adds a recovered branch (start-up).
   void add(const std::string& txid, std::shared_ptr<BranchSlot> slot);
 
-  // The branch is decided: it leaves the table, its outcome is recorded.
-  void retire(const std::string& txid, Outcome outcome, int64_t now_ms);
+  // The branch is decided: it leaves the table, its outcome is recorded
+  // (read_only: it voted read_only; the outcome is then committed).
+  void retire(const std::string& txid, Outcome outcome, int64_t now_ms, bool read_only = false);
   // Records an outcome for a txid with no branch here (an answer from the
   // database's markers). False, recording nothing, if a branch of the txid
   // was opened meanwhile.
   bool remember(const std::string& txid, Outcome outcome, int64_t now_ms);
   std::optional<Outcome> outcome(const std::string& txid) const;
+  // Whether the outcome record of txid says it voted read_only.
+  bool read_only(const std::string& txid) const;
 
   // Every branch, in txid-text order.
   std::vector<std::pair<std::string, std::shared_ptr<BranchSlot>>> all() const;
@@ -111,9 +114,11 @@ class BranchTable {
   struct Record {
     Outcome outcome;
     int64_t decided_ms;
+    bool read_only = false;
   };
   bool below_watermark_locked(const std::string& txid) const;
-  void record_locked(const std::string& txid, Outcome outcome, int64_t now_ms);
+  void record_locked(const std::string& txid, Outcome outcome, int64_t now_ms,
+                     bool read_only = false);
 
   const Limits limits_;
   mutable std::mutex mu_;  // lock order 2: a leaf

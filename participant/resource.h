@@ -12,6 +12,9 @@
 //     `dtx_markers` inside the branch, then makes the branch durable and
 //     prepared, and only then returns ok (a yes vote). Any error before or
 //     during prepare rolls the branch back and returns the reason (a no vote).
+//   - end_read_only(), asked before prepare(), ends a branch that wrote
+//     nothing at once (a read_only vote: no marker, nothing prepared). It
+//     never says true of a branch that may have written.
 //   - commit()/abort() of a prepared branch are idempotent and report the
 //     outcome the database actually has (T6): a branch someone else rolled
 //     back reports aborted even to commit(); the caller raises the alarm.
@@ -84,6 +87,14 @@ class Resource {
   // branch: from here on it is addressed by txid. ok means vote yes; an error
   // (with *err) means vote no, and the branch is already rolled back.
   virtual Status prepare(std::unique_ptr<Branch> branch, DbError* err) = 0;
+
+  // Before prepare(): if the branch certainly wrote nothing, ends its
+  // transaction (COMMIT: there is nothing to commit, and a serializable
+  // database still checks its reads), frees its session and locks, resets
+  // `branch` and returns true: the branch votes read_only. false: it wrote,
+  // or may have; `branch` is untouched, prepare() it. An error (with *err):
+  // ending it failed, the branch is rolled back and reset: vote no.
+  virtual Result<bool> end_read_only(std::unique_ptr<Branch>& branch, DbError* err) = 0;
 
   // Decide a prepared branch. Idempotent; the Outcome is what the database
   // has now (aborted from commit() is a heuristic outcome: alarm).

@@ -155,7 +155,15 @@ std::optional<BranchState> parse_branch_state(std::string_view name) {
 }
 
 const char* vote_name(Vote v) {
-  return v == Vote::yes ? "yes" : "no";
+  switch (v) {
+    case Vote::yes:
+      return "yes";
+    case Vote::no:
+      return "no";
+    case Vote::read_only:
+      return "read_only";
+  }
+  return "?";
 }
 
 json::object ballot_to_json(const BallotId& b) {
@@ -369,6 +377,8 @@ Result<VoteAnswer> VoteAnswer::from_json(const json::value& body) {
   VoteAnswer a;
   if (*vote == "yes") {
     a.vote = Vote::yes;
+  } else if (*vote == "read_only") {
+    a.vote = Vote::read_only;
   } else if (*vote == "no") {
     a.vote = Vote::no;
     if (const json::value* r = field(**o, "reason")) {
@@ -377,7 +387,7 @@ Result<VoteAnswer> VoteAnswer::from_json(const json::value& body) {
       a.reason = std::move(*e);
     }
   } else {
-    return bad("field 'vote' must be \"yes\" or \"no\"");
+    return bad("field 'vote' must be \"yes\", \"no\" or \"read_only\"");
   }
   return a;
 }
@@ -490,7 +500,9 @@ Result<PrecommitAnswer> PrecommitAnswer::from_json(const json::value& body) {
 }
 
 json::object DecisionAnswer::to_json() const {
-  return json::object{{"outcome", outcome_name(outcome)}, {"heuristic", heuristic}};
+  json::object o{{"outcome", outcome_name(outcome)}, {"heuristic", heuristic}};
+  if (read_only) o["read_only"] = true;
+  return o;
 }
 
 Result<DecisionAnswer> DecisionAnswer::from_json(const json::value& body) {
@@ -502,7 +514,9 @@ Result<DecisionAnswer> DecisionAnswer::from_json(const json::value& body) {
   if (!out) return bad("field 'outcome' must be \"committed\" or \"aborted\"");
   auto h = get_bool(**o, "heuristic", false);
   if (!h.ok()) return h.status();
-  return DecisionAnswer{*out, *h};
+  auto ro = get_bool(**o, "read_only", false);
+  if (!ro.ok()) return ro.status();
+  return DecisionAnswer{*out, *h, *ro};
 }
 
 json::object BranchStatus::to_json() const {
@@ -512,6 +526,7 @@ json::object BranchStatus::to_json() const {
                  {"doomed", doomed},
                  {"busy", busy}};
   if (outcome) o["outcome"] = outcome_name(*outcome);
+  if (read_only) o["read_only"] = true;
   return o;
 }
 
@@ -538,6 +553,9 @@ Result<BranchStatus> BranchStatus::from_json(const json::value& body) {
   if (!busy.ok()) return busy.status();
   b.doomed = *doomed;
   b.busy = *busy;
+  auto ro = get_bool(**o, "read_only", false);
+  if (!ro.ok()) return ro.status();
+  b.read_only = *ro;
   auto out = get_string_opt(**o, "outcome");
   if (!out.ok()) return out.status();
   if (*out) {

@@ -53,7 +53,16 @@
 //            not of the agent's cluster
 //   POST /v1/branches/{txid}/prepare    PrepareRequest -> 200 VoteAnswer
 //        {"agent_id", "ballot", "exec_count": 1, "digest": "<16 hex digits>"}
-//        200 {"vote": "yes"} | {"vote": "no", "reason": {"sqlstate", "message"}}
+//        200 {"vote": "yes"} | {"vote": "read_only"}
+//            | {"vote": "no", "reason": {"sqlstate", "message"}}
+//        read_only: the branch wrote nothing (PostgreSQL: it has no
+//        transaction id; SQLite: its changeset is empty and no row changed).
+//        The agent has already ended its database transaction (committed:
+//        nothing to commit), freed its session and locks, and recorded the
+//        branch as committed and read-only; it takes no part in phase two.
+//        A decision sent to it anyway is answered from that record with the
+//        outcome asked, "read_only": true and no heuristic (either outcome
+//        leaves its data as it was). A repeated prepare answers read_only.
 //        409 busy, stale_ballot, wrong_agent
 //   POST /v1/branches/{txid}/batch      BatchRequest -> 200 BatchAnswer
 //        A one-shot branch: its statements and its prepare in one round trip.
@@ -62,7 +71,7 @@
 //        {"agent_id", "ballot", "statements": [{"sql", "params"}, ...]}
 //        200 {"results": [{"columns", "rows", "rows_affected"} |
 //                         {"error": {"code": "sql_error", "message", "sqlstate"}}, ...],
-//             "vote": "yes" | "no", "reason"?: {"sqlstate", "message"}}
+//             "vote": "yes" | "read_only" | "no", "reason"?: {"sqlstate", "message"}}
 //        409 not_active (the txid is known: nothing ran), stale_ballot,
 //            wrong_agent; 410 forgotten (below the watermark); 503 overloaded
 //   POST /v1/branches/{txid}/precommit  DecisionRequest -> 200 PrecommitAnswer
@@ -71,15 +80,18 @@
 //   POST /v1/branches/{txid}/commit     DecisionRequest -> 200 DecisionAnswer
 //   POST /v1/branches/{txid}/abort      DecisionRequest -> 200 DecisionAnswer
 //        {"agent_id", "ballot"?, "watermark"?}
-//        200 {"outcome": "committed" | "aborted", "heuristic": bool}: the outcome
-//            the branch actually has (T6); heuristic when it differs from the
-//            one asked (an alarm on both sides)
+//        200 {"outcome": "committed" | "aborted", "heuristic": bool,
+//             "read_only"?: true}: the outcome the branch actually has (T6);
+//            heuristic when it differs from the one asked (an alarm on both
+//            sides). For a branch that voted read_only: the outcome asked,
+//            heuristic false, "read_only": true.
 //        409 not_prepared (commit of an ACTIVE branch), precommitted (abort of
 //            a PRECOMMITTED one), busy, wrong_agent
 //        410 forgotten: a txid below the watermark the agent has no record of
 //   GET  /v1/branches/{txid}?agent_id=..&ballot=7.2   200 BranchStatus; 404 not_found
-//        {"txid", "state", "exec_count", "doomed", "busy", "outcome"?}
+//        {"txid", "state", "exec_count", "doomed", "busy", "outcome"?, "read_only"?}
 //        busy: a step of the branch is running; state is the last one known.
+//        read_only (only when true): it voted read_only (state committed).
 //        The fencing parameters are optional (branch_path(txid, fence)); a
 //        higher ballot raises the fence, as for the listing, so a new leader
 //        can probe a branch and know that the old leader can no longer
@@ -167,7 +179,9 @@ enum class BranchState { active, prepared, precommitted, committed, aborted };
 const char* branch_state_name(BranchState s);
 std::optional<BranchState> parse_branch_state(std::string_view name);
 
-enum class Vote { yes, no };
+// read_only: the branch wrote nothing and is already over (see prepare).
+enum class Vote { yes, no, read_only };
+// "yes", "no", "read_only".
 const char* vote_name(Vote v);
 
 // See "Fencing" above.
@@ -236,7 +250,7 @@ struct PrepareRequest {
 // 200 answer of prepare.
 struct VoteAnswer {
   Vote vote = Vote::no;
-  DbError reason;  // when no
+  DbError reason;  // when no (a read_only vote carries none)
 
   boost::json::object to_json() const;
   static Result<VoteAnswer> from_json(const boost::json::value& body);
@@ -287,6 +301,7 @@ struct PrecommitAnswer {
 struct DecisionAnswer {
   Outcome outcome = Outcome::aborted;  // what the branch actually has
   bool heuristic = false;              // it differs from the one asked: alarm
+  bool read_only = false;              // the branch voted read_only (outcome: the one asked)
 
   boost::json::object to_json() const;
   static Result<DecisionAnswer> from_json(const boost::json::value& body);
@@ -301,6 +316,7 @@ struct BranchStatus {
   bool doomed = false;
   bool busy = false;  // a step is running: state is the last one known
   std::optional<Outcome> outcome;
+  bool read_only = false;  // it voted read_only (state committed)
 
   boost::json::object to_json() const;
   static Result<BranchStatus> from_json(const boost::json::value& body);

@@ -86,6 +86,13 @@ void BranchMachine::on_prepare_done(bool yes, const DbError& err, uint64_t now) 
   }
 }
 
+void BranchMachine::on_prepare_read_only(uint64_t now) {
+  prepare_running_ = false;
+  last_activity_ = now;
+  state_ = BranchState::committed;
+  read_only_ = true;
+}
+
 BranchMachine::PrecommitVerdict BranchMachine::on_precommit(uint64_t now) {
   if (state_ == BranchState::prepared) {
     state_ = BranchState::precommitted;
@@ -256,12 +263,15 @@ bool BranchMachine::check_invariants(std::string* why) const {
                   state_ == BranchState::committed)) {
     return fail("a doomed branch voted yes");
   }
+  if (read_only_ && state_ != BranchState::committed) {
+    return fail("a read-only branch is not committed");
+  }
   return true;
 }
 
 std::string BranchMachine::describe() const {
   return txid_ + " " + state_name(state_) + (doomed_ ? " doomed" : "") +
-         " execs=" + std::to_string(exec_count_);
+         (read_only_ ? " read-only" : "") + " execs=" + std::to_string(exec_count_);
 }
 
 }  // namespace dtx::participant

@@ -18,6 +18,9 @@
 //   - Any exec error dooms the branch: prepare then votes no.
 //   - Prepare carries the exec count and the running digest of every exec
 //     (exec_digest); a mismatch votes no.
+//   - A branch that wrote nothing votes read_only: the shell ends its
+//     database transaction at prepare and the branch is COMMITTED at once
+//     (read_only()), taking no part in phase two.
 //   - A decision's answer carries the outcome actually applied; one that
 //     differs from what was asked is a heuristic hazard the agent alarms on.
 //   - A PREPARED branch never decides alone: it asks the coordinator group on
@@ -95,6 +98,11 @@ class BranchMachine {
   };
   PrepareVerdict on_prepare(uint64_t exec_count, uint64_t digest, uint64_t now);
   void on_prepare_done(bool yes, const DbError& err, uint64_t now);
+  // The prepare that on_prepare allowed (run) found that the branch wrote
+  // nothing, and the shell ended its transaction: it voted read_only and
+  // is COMMITTED.
+  void on_prepare_read_only(uint64_t now);
+  bool read_only() const { return read_only_; }
 
   // --- 3PC pre-commit
   enum class PrecommitVerdict { ok, refused };
@@ -154,6 +162,7 @@ class BranchMachine {
   BranchTimers timers_;
   BranchState state_ = BranchState::active;
   bool doomed_ = false;
+  bool read_only_ = false;  // voted read_only (then COMMITTED)
   bool exec_running_ = false;
   bool prepare_running_ = false;
   uint64_t exec_count_ = 0;

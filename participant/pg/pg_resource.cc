@@ -202,6 +202,11 @@ class PgBranch final : public Branch {
       }
       return doom(e, st, e);
     };
+    if (may_be_read_only_) {
+      const std::vector<std::string> w = leading_words(sql, 1);
+      may_be_read_only_ = !w.empty() && (w[0] == "SELECT" || w[0] == "VALUES" || w[0] == "TABLE" ||
+                                         w[0] == "SHOW" || w[0] == "WITH");
+    }
     if (!begun_) {
       begun_ = true;  // whatever happens now, BEGIN was sent
       auto rows = session_->begin_and_exec(begin_sql_, sql, *bound, &backend_pid_, &e);
@@ -225,6 +230,10 @@ class PgBranch final : public Branch {
   // transaction; the branch is finished either way.
   std::unique_ptr<PgSession> take_session() { return std::move(session_); }
   bool doomed() const { return doomed_; }
+  // Every statement began with a word of a query that may well have
+  // written nothing; only then is the server asked (end_read_only).
+  bool may_be_read_only() const { return begun_ && may_be_read_only_; }
+  PgSession* session() const { return session_.get(); }
   const DbError& doom_error() const { return doom_error_; }
   const Status& doom_status() const { return doom_status_; }
   int backend_pid() const { return backend_pid_; }
@@ -243,6 +252,7 @@ class PgBranch final : public Branch {
   std::unique_ptr<PgSession> session_;
   const std::string begin_sql_;
   bool begun_ = false;
+  bool may_be_read_only_ = true;
   int backend_pid_ = 0;  // as the server reported it with BEGIN (A1)
   bool doomed_ = false;
   DbError doom_error_;
@@ -648,6 +658,38 @@ Status PgResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
     }
   }
   return vote;
+}
+
+Result<bool> PgResource::end_read_only(std::unique_ptr<Branch>& branch, DbError* err) {
+  auto* b = dynamic_cast<PgBranch*>(branch.get());
+  if (b == nullptr || b->doomed() || !b->may_be_read_only() || b->session() == nullptr) {
+    return false;
+  }
+  PgSession& s = *b->session();
+  // On the branch's own backend (A1), inside its transaction: NULL means no
+  // transaction id was ever assigned, so nothing was written. Any failure
+  // here leaves the decision to prepare(), which then votes no.
+  DbError e;
+  auto r = s.exec("SELECT txid_current_if_assigned() IS NULL, pg_backend_pid() = $1::int",
+                  {std::to_string(b->backend_pid())}, &e);
+  if (!r.ok() || r->size() != 1 || !(*r)[0][0].as<bool>() || !(*r)[0][1].as<bool>()) {
+    return false;
+  }
+  const std::string txid = b->txid();
+  std::unique_ptr<PgSession> session = b->take_session();
+  DbError local;
+  DbError& out = err ? *err : local;
+  Status committed = session->commit_transaction(&out);
+  if (!committed.ok() && !session->broken()) session->rollback_quietly();
+  shared_->end_branch(txid, std::move(session));
+  branch.reset();
+  if (!committed.ok()) {
+    txn_info(txid, "postgresql read-only branch not committed, votes no: {} {}", out.sqlstate,
+             out.message);
+    return committed;
+  }
+  txn_info(txid, "postgresql branch wrote nothing: committed at once, votes read_only");
+  return true;
 }
 
 Result<bool> PgResource::marker_exists(PgSession& s, const std::string& txid) {

@@ -28,6 +28,9 @@
 //                 guard, not a parser). Any error dooms the branch: later
 //                 execs fail at once without touching the session, and
 //                 prepare() votes no.
+//   end_read_only()  before prepare(): a branch with no transaction id
+//                 (it wrote nothing) is committed at once and votes
+//                 read_only: no marker, nothing prepared (see below).
 //   prepare()     in one round trip (a libpq pipeline): inserts the marker
 //                 row only if pg_backend_pid() is still the backend BEGIN ran
 //                 on (A1), then PREPARE TRANSACTION
@@ -162,6 +165,15 @@ class PgResource final : public Resource {
   Result<std::vector<std::string>> open() override;
   Result<std::unique_ptr<Branch>> begin(const std::string& txid) override;
   Status prepare(std::unique_ptr<Branch> branch, DbError* err) override;
+  // Asks the server only for a branch whose every statement began with
+  // SELECT, VALUES, TABLE, SHOW or WITH (others are taken to have
+  // written): read-only iff txid_current_if_assigned() is NULL on the
+  // branch's own backend, i.e. it has no transaction id, which PostgreSQL
+  // assigns at a branch's first write (row locks of FOR SHARE/UPDATE
+  // included). Then COMMIT (tag checked). One extra round trip, for
+  // read-looking branches only; what they save is PREPARE, the marker and
+  // COMMIT PREPARED.
+  Result<bool> end_read_only(std::unique_ptr<Branch>& branch, DbError* err) override;
   Result<Outcome> commit(const std::string& txid) override;
   Result<Outcome> abort(const std::string& txid) override;
   // commit(), abort() and outcome_of() answer Code::failed_precondition

@@ -257,41 +257,73 @@ Result<pqxx::result> PgSession::exec_script(std::string_view sql, DbError* err) 
   return run(sql, err, [&](pqxx::nontransaction& tx) { return tx.exec(std::string(sql)); });
 }
 
-Status PgSession::prepare_transaction(std::string_view gid, DbError* err) {
-  if (broken_now()) return lost("the session broke before PREPARE TRANSACTION", err);
-  const std::string sql = fmt::format("PREPARE TRANSACTION '{}'", gid);
+namespace {
+
+// A statement's error as the server reported it.
+Status server_error(const PGresult* res, DbError* err) {
+  const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+  std::string message = trimmed(PQresultErrorMessage(res));
+  if (message.empty()) message = PQresStatus(PQresultStatus(res));
+  if (err) *err = DbError{state ? state : "", message};
+  return error(Code::invalid_argument, fmt::format("{}: {}", state ? state : "", message));
+}
+
+// The answer to a statement that ends a transaction block, whose command
+// tag is the answer (A2): ok only for exactly `command`. In a failed block,
+// or outside one, PREPARE TRANSACTION and COMMIT answer ROLLBACK (or warn)
+// with no error: `undone` says what that means.
+Status expect_tag(const PGresult* res, const char* command, std::string_view undone, DbError* err) {
+  const ExecStatusType status = PQresultStatus(res);
+  const char* tag = PQcmdStatus(const_cast<PGresult*>(res));
+  if (status == PGRES_COMMAND_OK && std::strcmp(tag, command) == 0) return ok_status();
+  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+    std::string message = fmt::format("PostgreSQL answered '{}' to {}: {}", tag, command, undone);
+    if (err) *err = DbError{std::string(kPrepareFailed), message};
+    return error(Code::failed_precondition, message);
+  }
+  return server_error(res, err);
+}
+
+constexpr std::string_view kNothingPrepared =
+    "the transaction had failed or was not open, and nothing was prepared";
+constexpr std::string_view kNothingCommitted =
+    "the transaction had failed or was not open, and nothing was committed";
+
+}  // namespace
+
+Status PgSession::end_block(const std::string& sql, const char* command, std::string_view undone,
+                            DbError* err) {
+  if (broken_now()) return lost(fmt::format("the session broke before {}", command), err);
   // libpq directly, on the session's own connection: libpqxx 6.4 keeps a
   // result's command status tag private (result::cmd_status() serves its
   // cursors only), and here the tag is the answer (A2).
   std::unique_ptr<PGresult, decltype(&PQclear)> res(PQexec(record_.conn, sql.c_str()), &PQclear);
   if (res == nullptr || PQstatus(record_.conn) != CONNECTION_OK) {
-    return lost(
-        fmt::format("during PREPARE TRANSACTION: {}", trimmed(PQerrorMessage(record_.conn))), err);
+    return lost(fmt::format("during {}: {}", command, trimmed(PQerrorMessage(record_.conn))), err);
   }
-  const ExecStatusType status = PQresultStatus(res.get());
-  const char* tag = PQcmdStatus(res.get());
-  if (status == PGRES_COMMAND_OK && std::strcmp(tag, "PREPARE TRANSACTION") == 0) {
-    return ok_status();
-  }
-  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-    std::string message = fmt::format(
-        "PostgreSQL answered '{}' to PREPARE TRANSACTION: the transaction had failed or was not "
-        "open, and nothing was prepared",
-        tag);
+  return expect_tag(res.get(), command, undone, err);
+}
+
+Status PgSession::prepare_transaction(std::string_view gid, DbError* err) {
+  return end_block(fmt::format("PREPARE TRANSACTION '{}'", gid), "PREPARE TRANSACTION",
+                   kNothingPrepared, err);
+}
+
+Status PgSession::commit_transaction(DbError* err) {
+  if (!broken_now() && PQtransactionStatus(record_.conn) != PQTRANS_INTRANS) {
+    std::string message =
+        "the branch's transaction block is not open (or has failed): nothing to commit";
     if (err) *err = DbError{std::string(kPrepareFailed), message};
     return error(Code::failed_precondition, message);
   }
-  const char* state = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
-  std::string message = trimmed(PQresultErrorMessage(res.get()));
-  if (err) *err = DbError{state ? state : "", message};
-  return error(Code::invalid_argument, fmt::format("{}: {}", state ? state : "", message));
+  return end_block("COMMIT", "COMMIT", kNothingCommitted, err);
 }
 
-Status PgSession::mark_and_prepare(std::string_view marker_sql,
-                                   const std::vector<TextParam>& params, std::string_view gid,
-                                   bool* marked, DbError* err) {
+Status PgSession::mark_and_end(std::string_view marker_sql, const std::vector<TextParam>& params,
+                               const std::string& end_sql, const char* command,
+                               std::string_view undone, bool* marked, DbError* err) {
   *marked = false;
-  if (broken_now()) return lost("the session broke before PREPARE TRANSACTION", err);
+  if (broken_now()) return lost(fmt::format("the session broke before {}", command), err);
   pg_conn* c = record_.conn;
   using ResultPtr = std::unique_ptr<PGresult, decltype(&PQclear)>;
   auto conn_error = [&] { return trimmed(PQerrorMessage(c)); };
@@ -301,19 +333,19 @@ Status PgSession::mark_and_prepare(std::string_view marker_sql,
   for (const TextParam& p : params)
     values.push_back(p ? p->c_str() : nullptr);
   const std::string marker_text(marker_sql);
-  const std::string prepare_text = fmt::format("PREPARE TRANSACTION '{}'", gid);
   const bool sent =
       PQsendQueryParams(c, marker_text.c_str(), static_cast<int>(values.size()), nullptr,
                         values.data(), nullptr, nullptr, 0) == 1 &&
-      PQsendQueryParams(c, prepare_text.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
+      PQsendQueryParams(c, end_sql.c_str(), 0, nullptr, nullptr, nullptr, nullptr, 0) == 1 &&
       PQpipelineSync(c) == 1;
-  // From here the outcome may be unknown: PREPARE may have been sent.
-  if (!sent) return lost("sending the marker and PREPARE TRANSACTION: " + conn_error(), err);
+  // From here the outcome may be unknown: the second statement may have
+  // been sent.
+  if (!sent) return lost(fmt::format("sending the marker and {}: {}", command, conn_error()), err);
   ResultPtr step[2] = {{nullptr, &PQclear}, {nullptr, &PQclear}};
   for (auto& res : step) {
     res.reset(PQgetResult(c));
     if (res == nullptr || PQstatus(c) != CONNECTION_OK) {
-      return lost("during PREPARE TRANSACTION: " + conn_error(), err);
+      return lost(fmt::format("during {}: {}", command, conn_error()), err);
     }
     while (PGresult* extra = PQgetResult(c))
       PQclear(extra);
@@ -321,35 +353,22 @@ Status PgSession::mark_and_prepare(std::string_view marker_sql,
   ResultPtr sync(PQgetResult(c), &PQclear);
   if (sync == nullptr || PQresultStatus(sync.get()) != PGRES_PIPELINE_SYNC ||
       PQexitPipelineMode(c) != 1 || PQstatus(c) != CONNECTION_OK) {
-    return lost("leaving pipeline mode after PREPARE TRANSACTION: " + conn_error(), err);
+    return lost(fmt::format("leaving pipeline mode after {}: {}", command, conn_error()), err);
   }
-  if (broken()) return lost("the connection was re-opened during PREPARE TRANSACTION", err);
-  auto failed = [&](PGresult* res) -> Status {
-    const char* state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    std::string message = trimmed(PQresultErrorMessage(res));
-    if (message.empty()) message = PQresStatus(PQresultStatus(res));
-    if (err) *err = DbError{state ? state : "", message};
-    return error(Code::invalid_argument, fmt::format("{}: {}", state ? state : "", message));
-  };
+  if (broken()) return lost(fmt::format("the connection was re-opened during {}", command), err);
   if (PQresultStatus(step[0].get()) != PGRES_COMMAND_OK &&
       PQresultStatus(step[0].get()) != PGRES_TUPLES_OK) {
-    return failed(step[0].get());  // PREPARE did not run (the pipeline was aborted)
+    return server_error(step[0].get(), err);  // the second did not run (the pipeline was aborted)
   }
   *marked = std::strcmp(PQcmdTuples(step[0].get()), "1") == 0;
-  const ExecStatusType status = PQresultStatus(step[1].get());
-  const char* tag = PQcmdStatus(step[1].get());
-  if (status == PGRES_COMMAND_OK && std::strcmp(tag, "PREPARE TRANSACTION") == 0) {
-    return ok_status();
-  }
-  if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
-    std::string message = fmt::format(
-        "PostgreSQL answered '{}' to PREPARE TRANSACTION: the transaction had failed or was not "
-        "open, and nothing was prepared",
-        tag);
-    if (err) *err = DbError{std::string(kPrepareFailed), message};
-    return error(Code::failed_precondition, message);
-  }
-  return failed(step[1].get());
+  return expect_tag(step[1].get(), command, undone, err);
+}
+
+Status PgSession::mark_and_prepare(std::string_view marker_sql,
+                                   const std::vector<TextParam>& params, std::string_view gid,
+                                   bool* marked, DbError* err) {
+  return mark_and_end(marker_sql, params, fmt::format("PREPARE TRANSACTION '{}'", gid),
+                      "PREPARE TRANSACTION", kNothingPrepared, marked, err);
 }
 
 Status PgSession::ping(std::chrono::milliseconds timeout) {

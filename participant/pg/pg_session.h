@@ -82,6 +82,13 @@ class PgSession {
   // when the connection broke (the outcome is then unknown: the transaction
   // may or may not be prepared).
   Status prepare_transaction(std::string_view gid, DbError* err);
+  // COMMIT of the open transaction block, for a branch that wrote nothing.
+  // ok only if the session is in a transaction block (not a failed one)
+  // and PostgreSQL answers with the command tag "COMMIT" (a failed block
+  // answers ROLLBACK with no error, as for PREPARE, A2). A COMMIT refused
+  // (e.g. a serialization failure) fills *err with its SQLSTATE; the
+  // transaction is then over, rolled back.
+  Status commit_transaction(DbError* err);
   // The marker row and PREPARE TRANSACTION in one round trip (one libpq
   // pipeline): `marker_sql` with `params` first, then PREPARE TRANSACTION
   // '<gid>'; if the marker statement fails, PREPARE does not run. ok as
@@ -115,6 +122,14 @@ class PgSession {
 
  private:
   PgSession() = default;
+  // One statement that ends the transaction block, its tag checked
+  // (expect_tag in the .cc).
+  Status end_block(const std::string& sql, const char* command, std::string_view undone,
+                   DbError* err);
+  // The marker statement, then `end_sql`, as one pipeline.
+  Status mark_and_end(std::string_view marker_sql, const std::vector<TextParam>& params,
+                      const std::string& end_sql, const char* command, std::string_view undone,
+                      bool* marked, DbError* err);
   template <class Run>
   Result<pqxx::result> run(std::string_view sql, DbError* err, Run&& body);
   Status lost(std::string message, DbError* err);

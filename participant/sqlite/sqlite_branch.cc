@@ -16,7 +16,8 @@ SqliteBranch::SqliteBranch(SqliteResource* owner, std::string txid, sqlite3* db,
       db_(db),
       session_(session),
       result_rows_max_(result_rows_max),
-      tracker_(rows_max) {
+      tracker_(rows_max),
+      changes_at_begin_(sqlite3_total_changes64(db)) {
   tracker_.install(db_);
 }
 
@@ -164,6 +165,26 @@ Result<std::vector<uint8_t>> SqliteBranch::take_changeset() {
 void SqliteBranch::hand_over() {
   end_session();
   state_ = State::handed_over;
+}
+
+bool SqliteBranch::wrote_nothing() const {
+  return state_ == State::active && !doomed_ && sqlite3_total_changes64(db_) == changes_at_begin_ &&
+         (session_ == nullptr || sqlite3session_isempty(session_));
+}
+
+Status SqliteBranch::finish_read_only() {
+  assert(state_ == State::active);
+  end_session();
+  if (Status s = exec_simple(db_, "COMMIT"); !s.ok()) {
+    // Nothing was written, so rolling back loses nothing; the vote is no.
+    logging::txn_warn(txid_, "COMMIT of a branch that wrote nothing failed: {}", s.message());
+    rollback();
+    return s;
+  }
+  state_ = State::finished;
+  logging::txn_info(txid_, "wrote nothing: committed at once (read_only)");
+  owner_->release_writer();
+  return ok_status();
 }
 
 void SqliteBranch::rollback() {

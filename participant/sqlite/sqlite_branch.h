@@ -42,9 +42,16 @@ class SqliteBranch final : public Branch {
   const RowTracker& tracker() const { return tracker_; }
   // The branch is prepared: its transaction now belongs to the resource.
   void hand_over();
+  // Whether the branch changed nothing: no row inserted, updated or
+  // deleted on its connection since BEGIN (sqlite3_total_changes64,
+  // triggers and foreign-key actions included) and an empty changeset.
+  bool wrote_nothing() const;
+  // Ends a branch that wrote nothing with COMMIT and frees the write lock.
+  // An error: it was rolled back instead (or the resource failed).
+  Status finish_read_only();
 
  private:
-  enum class State { active, handed_over, rolled_back };
+  enum class State { active, handed_over, rolled_back, finished };
 
   // Dooms the branch with e, fills *err, returns the matching Status.
   Status doom(DbError e, DbError* err);
@@ -57,6 +64,7 @@ class SqliteBranch final : public Branch {
   sqlite3_session* session_;
   size_t result_rows_max_;
   RowTracker tracker_;
+  int64_t changes_at_begin_;  // sqlite3_total_changes64 of db_ at BEGIN
   State state_ = State::active;
   bool doomed_ = false;
   DbError first_error_;

@@ -486,6 +486,24 @@ void SqliteResource::release_writer() {
   writer_cv_.notify_all();
 }
 
+Result<bool> SqliteResource::end_read_only(std::unique_ptr<Branch>& branch, DbError* err) {
+  auto* b = dynamic_cast<SqliteBranch*>(branch.get());
+  if (b == nullptr || b->owner() != this || !b->wrote_nothing()) return false;
+  {
+    std::lock_guard lk(mu_);
+    if (!failed_.ok()) return false;  // prepare() votes no
+  }
+  const std::string txid = b->txid();
+  Status s = b->finish_read_only();
+  branch.reset();
+  if (!s.ok()) {
+    if (err) *err = DbError{std::string(kPrepareFailed), s.message()};
+    return no_vote(txid, Code::failed_precondition,
+                   DbError{std::string(kPrepareFailed), s.message()});
+  }
+  return true;
+}
+
 Status SqliteResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
   DbError ignored;
   if (err == nullptr) err = &ignored;

@@ -19,6 +19,9 @@
 //                 ("SQLITE_CONSTRAINT_UNIQUE") and message. Any failure
 //                 dooms the branch: no statement runs on it afterwards, and
 //                 it votes no.
+//   end_read_only()  before prepare(): a branch that changed no row ends
+//                 with COMMIT at once and frees the write lock (a read_only
+//                 vote: no marker, no WAL record).
 //   prepare()     inserts the marker row (txid, now) into dtx_markers,
 //                 refuses unresolved deferred foreign-key violations (COMMIT
 //                 would fail after a yes vote), takes the changeset (redo),
@@ -174,6 +177,9 @@ class SqliteResource final : public Resource {
   Result<std::vector<std::string>> open() override;
   Result<std::unique_ptr<Branch>> begin(const std::string& txid) override;
   Status prepare(std::unique_ptr<Branch> branch, DbError* err) override;
+  // Read-only: no row changed since BEGIN (sqlite3_total_changes64) and an
+  // empty changeset; then COMMIT and the write lock is free at once.
+  Result<bool> end_read_only(std::unique_ptr<Branch>& branch, DbError* err) override;
   Result<Outcome> commit(const std::string& txid) override;
   Result<Outcome> abort(const std::string& txid) override;
   Result<Outcome> outcome_of(const std::string& txid) override;

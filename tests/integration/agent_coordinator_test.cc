@@ -34,6 +34,63 @@ class AgentProtocol : public AgentFixture {
     sqlite3_close(db);
     return v;
   }
+  bool has_marker(const std::string& txid) {
+    if (db_ == Db::postgres) {
+      pqxx::nontransaction n(*pg_);
+      return n.exec("SELECT count(*) FROM dtx_markers WHERE agent = " + n.quote(name_) +
+                    " AND txid = " + n.quote(txid))[0][0]
+                 .as<int64_t>() == 1;
+    }
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(sqlite_path_.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_busy_timeout(db, 5000);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM dtx_markers WHERE txid = ?1", -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, txid.c_str(), -1, SQLITE_TRANSIENT);
+    int64_t v = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v == 1;
+  }
+  // No branch of the agent holds a session in a transaction or a lock on
+  // the account table: PostgreSQL: no branch session idle in a transaction,
+  // and an ACCESS EXCLUSIVE lock is granted at once; SQLite: another
+  // connection gets the write lock at once.
+  bool database_free() {
+    if (db_ == Db::postgres) {
+      {
+        pqxx::nontransaction n(*pg_);
+        const int64_t in_tx =
+            n.exec("SELECT count(*) FROM pg_stat_activity WHERE application_name = " +
+                   n.quote("dtx-agent " + name_ + " branch") + " AND xact_start IS NOT NULL")[0][0]
+                .as<int64_t>();
+        if (in_tx != 0) return false;
+      }
+      try {
+        pqxx::work w(*pg_);
+        w.exec("LOCK TABLE " + table_ + " IN ACCESS EXCLUSIVE MODE NOWAIT");
+        w.abort();
+        return true;
+      } catch (const std::exception&) {
+        return false;
+      }
+    }
+    sqlite3* db = nullptr;
+    sqlite3_open(sqlite_path_.c_str(), &db);
+    sqlite3_busy_timeout(db, 0);
+    const bool got = sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK;
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+    return got;
+  }
+  std::string batch_vote(const std::string& txid, std::vector<txn::Statement> statements) {
+    txn::BatchRequest b{fence(), std::move(statements)};
+    auto r = post(txn::branch_step_path(txid, "batch"), json::serialize(b.to_json()));
+    if (!r.ok() || r->status != 200) return "error";
+    auto a = txn::BatchAnswer::from_json(*r->json_body());
+    return a.ok() ? txn::vote_name(a->vote.vote) : "error";
+  }
 };
 
 // --- the defects -------------------------------------------------------------
@@ -211,6 +268,63 @@ TEST_P(AgentProtocol, a_branch_probe_with_a_new_ballot_raises_the_fence_for_good
 }
 
 // --- what the coordinator needs -------------------------------------------------
+
+TEST_P(AgentProtocol, a_branch_of_only_selects_votes_read_only_and_holds_nothing_after) {
+  start_agent();
+  const std::string reader = tx("reader");
+  const std::string select = "SELECT v FROM " + table_ + " WHERE id = $1";
+  ASSERT_EQ(exec(reader, select, {int64_t{1}})->status, 200);
+  ASSERT_EQ(exec(reader, "SELECT count(*) FROM " + table_)->status, 200);
+  EXPECT_FALSE(database_free()) << "the active branch holds its session and lock";
+  const int64_t heuristics = metric("heuristic_total");
+  EXPECT_EQ(prepare(reader), "read_only");
+  EXPECT_TRUE(database_free()) << "no session in a transaction, no lock, after a read_only vote";
+  EXPECT_FALSE(has_marker(reader)) << "nothing prepared, no marker";
+  EXPECT_EQ(prepare(reader), "read_only") << "a repeat";
+  // It takes no part in phase two; a decision sent anyway finds nothing to
+  // do and is no heuristic.
+  EXPECT_EQ(decide(reader, "abort"), "aborted");
+  EXPECT_EQ(decide(reader, "commit"), "committed");
+  EXPECT_EQ(metric("heuristic_total"), heuristics);
+  auto st = client_->get(addr(), txn::branch_path(reader), 5000);
+  ASSERT_EQ(st->status, 200);
+  auto s = txn::BranchStatus::from_json(*st->json_body());
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->state, txn::BranchState::committed);
+  EXPECT_TRUE(s->read_only);
+  EXPECT_EQ(metric("votes_read_only_total"), 1);
+
+  // A branch that wrote votes yes, and holds until its decision.
+  const std::string writer = tx("writer");
+  ASSERT_EQ(exec(writer, select, {int64_t{1}})->status, 200);
+  ASSERT_EQ(exec(writer, transfer_sql(), {int64_t{-5}, int64_t{1}})->status, 200);
+  EXPECT_EQ(prepare(writer), "yes");
+  EXPECT_FALSE(database_free());
+  EXPECT_EQ(decide(writer, "commit"), "committed");
+  EXPECT_TRUE(has_marker(writer));
+  EXPECT_EQ(balance(1), 95);
+  // In a one-shot batch too.
+  EXPECT_EQ(batch_vote(tx("batch-reader"), {{select, {int64_t{2}}}}), "read_only");
+  EXPECT_TRUE(database_free());
+  if (db_ == Db::postgres) {
+    // Row locks need a transaction id: a locking read holds until the
+    // decision (A7). So does a statement that looks like a read but
+    // writes: the server's transaction id decides, not the first word.
+    const std::string locking = tx("locking");
+    ASSERT_EQ(exec(locking, select + " FOR SHARE", {int64_t{1}})->status, 200);
+    EXPECT_EQ(prepare(locking), "yes");
+    EXPECT_EQ(decide(locking, "abort"), "aborted");
+    EXPECT_EQ(batch_vote(tx("cte"), {{"WITH u AS (UPDATE " + table_ +
+                                          " SET v = v + 1 WHERE id = 2 RETURNING 1) "
+                                          "SELECT count(*) FROM u",
+                                      {}}}),
+              "yes");
+  } else {
+    // Changing a row to the value it had is still a change to SQLite.
+    EXPECT_EQ(batch_vote(tx("same"), {{"UPDATE " + table_ + " SET v = v WHERE id = 2", {}}}),
+              "yes");
+  }
+}
 
 TEST_P(AgentProtocol, requests_are_fenced_by_agent_id_and_ballot_but_decisions_are_not) {
   start_agent();

@@ -224,7 +224,7 @@ TEST_P(AgentFixture, branches_holding_a_session_go_on_while_first_execs_wait_for
   std::thread t = first_exec_async(waiter, {{"sql", "SELECT 1"}}, &waited);
   ASSERT_TRUE(wait_state(waiter, "busy", 5s)) << "the waiter's first exec is under way";
   for (const std::string& h : held) {
-    ASSERT_EQ(prepare(h), "yes") << h;
+    ASSERT_EQ(prepare(h), "read_only") << h << ": the holders only read";
     EXPECT_EQ(decide(h, "commit"), "committed") << h;
   }
   t.join();

@@ -917,6 +917,44 @@ TEST_F(PgResourceTest, the_fence_is_stored_never_lowered_and_read_back) {
   EXPECT_EQ(*b->load_fence(), (txn::BallotId{}));
 }
 
+// A branch with no transaction id wrote nothing: it ends at once (a
+// read_only vote) and its session goes back to the pool; anything that
+// wrote, or locked rows, is left to prepare().
+TEST_F(PgResourceTest, a_branch_that_wrote_nothing_ends_at_once_and_frees_its_session) {
+  auto r = open(options(1));  // one session: a branch still holding it blocks the next
+  for (int i = 0; i < 3; ++i) {
+    auto b = begin(*r, fmt::format("ro{}", i));
+    ASSERT_TRUE(b);
+    ASSERT_TRUE(b->exec("SELECT count(*) FROM " + table_, {}, nullptr).ok());
+    ASSERT_TRUE(b->exec("WITH x AS (SELECT 1) SELECT * FROM x", {}, nullptr).ok());
+    DbError err;
+    auto ro = r->end_read_only(b, &err);
+    ASSERT_TRUE(ro.ok()) << ro.status().describe();
+    EXPECT_TRUE(*ro);
+    EXPECT_EQ(b, nullptr) << "consumed";
+    EXPECT_FALSE(is_prepared(fmt::format("ro{}", i)));
+    EXPECT_FALSE(marker(fmt::format("ro{}", i)));
+  }
+  // Wrote, locked rows, or wrote through a statement that looks like a read.
+  admin("INSERT INTO " + table_ + " VALUES (1, 'one')");
+  for (const std::string& sql :
+       {"INSERT INTO " + table_ + " VALUES (2, 'two')", "SELECT * FROM " + table_ + " FOR SHARE",
+        "WITH d AS (DELETE FROM " + table_ + " WHERE id = 1 RETURNING 1) SELECT count(*) FROM d",
+        "UPDATE " + table_ + " SET v = v WHERE id = 99"}) {
+    auto b = begin(*r, "w");
+    ASSERT_TRUE(b);
+    ASSERT_TRUE(b->exec(sql, {}, nullptr).ok()) << sql;
+    DbError err;
+    auto ro = r->end_read_only(b, &err);
+    ASSERT_TRUE(ro.ok()) << ro.status().describe();
+    EXPECT_FALSE(*ro) << sql;
+    ASSERT_NE(b, nullptr);
+    EXPECT_TRUE(r->prepare(std::move(b), &err).ok()) << sql << ": " << err.message;
+    EXPECT_EQ(said(r->abort("w")), "aborted");
+  }
+  EXPECT_EQ(rows(), 1);
+}
+
 TEST_F(PgResourceTest, concurrent_branches_commit_independently) {
   auto r = open(options(4));
   std::vector<std::thread> threads;

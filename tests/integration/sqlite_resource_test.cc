@@ -660,6 +660,41 @@ TEST_F(SqliteResourceTest, the_fence_survives_restarts_and_wal_truncation) {
   EXPECT_EQ(*res->load_fence(), (txn::BallotId{3, 1}));
 }
 
+// A branch that changed no row ends at once (a read_only vote) and frees
+// the write lock; one that changed any row is left to prepare(), even when
+// its changes cancel out.
+TEST_F(SqliteResourceTest, a_branch_that_wrote_nothing_ends_at_once_and_frees_the_write_lock) {
+  auto res = open_resource();
+  auto b = res->begin("ro");
+  ASSERT_TRUE(b.ok());
+  run(**b, "SELECT * FROM accounts");
+  run(**b, "UPDATE accounts SET balance = 0 WHERE id = 99");  // no row
+  DbError err;
+  auto ro = res->end_read_only(*b, &err);
+  ASSERT_TRUE(ro.ok()) << ro.status();
+  EXPECT_TRUE(*ro);
+  EXPECT_EQ(*b, nullptr);
+  EXPECT_EQ(db().try_exec("BEGIN IMMEDIATE"), SQLITE_OK) << "the write lock is free";
+  db().exec("ROLLBACK");
+  EXPECT_EQ(db().scalar("SELECT count(*) FROM dtx_markers"), 0);
+  for (const std::vector<std::string>& statements : std::vector<std::vector<std::string>>{
+           {"UPDATE accounts SET balance = balance WHERE id = 1"},
+           {"INSERT INTO accounts VALUES (3, 'carol', 1)", "DELETE FROM accounts WHERE id = 3"}}) {
+    auto w = res->begin("w");
+    ASSERT_TRUE(w.ok());
+    for (const auto& sql : statements)
+      run(**w, sql);
+    auto r = res->end_read_only(*w, &err);
+    ASSERT_TRUE(r.ok());
+    EXPECT_FALSE(*r) << statements[0];
+    ASSERT_NE(*w, nullptr);
+    ASSERT_TRUE(res->prepare(std::move(*w), &err).ok()) << err.message;
+    EXPECT_EQ(*res->abort("w"), Outcome::aborted);
+  }
+  EXPECT_EQ(db().rows("SELECT id, balance FROM accounts ORDER BY id"),
+            (std::vector<std::string>{"1|100", "2|50"}));
+}
+
 TEST(SqliteWalRecords, round_trip_and_reject_garbage) {
   std::vector<uint8_t> redo{1, 2, 3}, undo{4, 5};
   auto p = decode_record(9, 1, encode_prepared("tx", redo, undo, 1234));

@@ -44,7 +44,7 @@ class Gate {
 // What the fake database was asked to do.
 struct FakeLog {
   std::mutex mu;
-  std::set<std::string> prepared, committed, aborted, rolled_back;
+  std::set<std::string> prepared, committed, aborted, rolled_back, read_only;
   int begun = 0;
   std::function<void()> on_exec;  // runs inside every exec (a test may block it)
   txn::BallotId fence;            // the stored fence (survives an agent's restart)
@@ -62,6 +62,7 @@ class FakeBranch : public Branch {
       *err = DbError{"23514", "check violated"};
       return error(Code::failed_precondition, "check violated");
     }
+    wrote_ = wrote_ || !sql.starts_with("SELECT");
     Rows r;
     r.rows_affected = 1;
     return r;
@@ -70,8 +71,10 @@ class FakeBranch : public Branch {
     std::lock_guard lock(log_.mu);
     log_.rolled_back.insert(txid_);
   }
+  bool wrote() const { return wrote_; }
 
  private:
+  bool wrote_ = false;
   std::string txid_;
   FakeLog& log_;
 };
@@ -89,6 +92,13 @@ class FakeResource : public Resource {
     std::lock_guard lock(log_.mu);
     log_.prepared.insert(b->txid());
     return ok_status();
+  }
+  Result<bool> end_read_only(std::unique_ptr<Branch>& b, DbError*) override {
+    if (static_cast<FakeBranch&>(*b).wrote()) return false;
+    std::lock_guard lock(log_.mu);
+    log_.read_only.insert(b->txid());
+    b.reset();
+    return true;
   }
   Result<Outcome> commit(const std::string& txid) override {
     std::lock_guard lock(log_.mu);
@@ -360,6 +370,46 @@ TEST_F(InProcess, a_step_admitted_before_a_new_leaders_sweep_is_refused_once_it_
   EXPECT_EQ(late->body.at("error").at("code").as_string(), "stale_ballot")
       << "refused once it got the branch: the sweep came first";
   EXPECT_EQ(prepare(t, 2).body.at("error").at("code").as_string(), "stale_ballot");
+}
+
+TEST_F(InProcess, a_branch_that_only_read_votes_read_only_and_takes_no_part_in_phase_two) {
+  const std::string t = tx(20);
+  ASSERT_EQ(exec(t, 1, "SELECT 1").status, 200);
+  ASSERT_EQ(exec(t, 2, "SELECT 2").status, 200);
+  auto v = txn::VoteAnswer::from_json(prepare(t, 2).body);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(v->vote, txn::Vote::read_only);
+  EXPECT_EQ(agent_->branches_held(), 0u) << "it is over";
+  EXPECT_EQ(txn::VoteAnswer::from_json(prepare(t, 2).body)->vote, txn::Vote::read_only)
+      << "a repeat";
+  for (Outcome asked : {Outcome::aborted, Outcome::committed}) {
+    auto a = txn::DecisionAnswer::from_json(
+        agent_->decide(t, asked, txn::DecisionRequest{fence()}).body);
+    ASSERT_TRUE(a.ok());
+    EXPECT_EQ(a->outcome, asked) << "either outcome is true of a branch that changed nothing";
+    EXPECT_FALSE(a->heuristic);
+    EXPECT_TRUE(a->read_only);
+  }
+  EXPECT_EQ(agent_->counters().heuristic, 0u);
+  auto s = txn::BranchStatus::from_json(agent_->status(t).body);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->state, txn::BranchState::committed);
+  EXPECT_TRUE(s->read_only);
+  {
+    std::lock_guard lock(log_.mu);
+    EXPECT_TRUE(log_.read_only.count(t));
+    EXPECT_FALSE(log_.prepared.count(t) || log_.committed.count(t) || log_.aborted.count(t));
+  }
+  // A branch that wrote votes yes; a batch of reads votes read_only.
+  const std::string w = tx(21);
+  ASSERT_EQ(exec(w, 1, "SELECT 1").status, 200);
+  ASSERT_EQ(exec(w, 2, "UPDATE x").status, 200);
+  EXPECT_EQ(txn::VoteAnswer::from_json(prepare(w, 2).body)->vote, txn::Vote::yes);
+  auto b = txn::BatchAnswer::from_json(
+      agent_->batch(tx(22), txn::BatchRequest{fence(), {{"SELECT 1", {}}}}).body);
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->vote.vote, txn::Vote::read_only);
+  EXPECT_EQ(agent_->counters().votes_read_only, 2u);
 }
 
 TEST(LanePool, queues_are_bounded_and_a_lane_runs_its_jobs_in_order) {

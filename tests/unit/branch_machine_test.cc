@@ -229,6 +229,25 @@ TEST(BranchMachine, invariants_hold_through_every_path) {
   EXPECT_EQ(m.state(), BranchState::committed);
 }
 
+TEST(BranchMachine, a_branch_that_wrote_nothing_is_committed_at_its_read_only_vote) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 2);
+  ASSERT_EQ(m.on_prepare(2, d, 1), V::PrepareVerdict::run);
+  m.on_prepare_read_only(1);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  EXPECT_EQ(m.state(), BranchState::committed);
+  EXPECT_TRUE(m.read_only());
+  EXPECT_EQ(m.outcome(), Outcome::committed);
+  EXPECT_EQ(m.on_prepare(2, d, 2), V::PrepareVerdict::vote_yes)
+      << "a repeat: the shell answers read_only";
+  EXPECT_EQ(m.on_exec(3, 2), V::ExecVerdict::not_active);
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::answer) << "no part in phase two";
+  EXPECT_EQ(m.on_commit(), V::DecisionVerdict::answer);
+  EXPECT_EQ(m.on_tick(1000).kind, V::TickKind::none) << "no timer, no inquiry";
+  EXPECT_NE(m.describe().find("read-only"), std::string::npos);
+}
+
 TEST(BranchMachine, a_recovered_branch_asks_at_once) {
   BranchMachine m = BranchMachine::recovered("t9", timers(), 100);
   EXPECT_EQ(m.state(), BranchState::prepared);

@@ -51,12 +51,22 @@ TEST(AgentApi, exec_prepare_and_decisions_round_trip) {
   EXPECT_TRUE(d2->fence.ballot.is_zero());
 
   for (const auto& a :
-       {DecisionAnswer{Outcome::committed, false}, DecisionAnswer{Outcome::aborted, true}}) {
+       {DecisionAnswer{Outcome::committed, false}, DecisionAnswer{Outcome::aborted, true},
+        DecisionAnswer{Outcome::aborted, false, true}}) {
     auto a2 = DecisionAnswer::from_json(wire(a.to_json()));
     ASSERT_TRUE(a2.ok());
     EXPECT_EQ(a2->outcome, a.outcome);
     EXPECT_EQ(a2->heuristic, a.heuristic);
+    EXPECT_EQ(a2->read_only, a.read_only);
   }
+  EXPECT_FALSE(DecisionAnswer{}.to_json().contains("read_only")) << "only when true";
+  for (Vote v : {Vote::yes, Vote::no, Vote::read_only}) {
+    auto v2 = VoteAnswer::from_json(wire(VoteAnswer{v, {}}.to_json()));
+    ASSERT_TRUE(v2.ok()) << v2.status();
+    EXPECT_EQ(v2->vote, v);
+  }
+  EXPECT_EQ(json::serialize(VoteAnswer{Vote::read_only, {}}.to_json()), R"({"vote":"read_only"})");
+  EXPECT_FALSE(VoteAnswer::from_json(wire(json::object{{"vote", "maybe"}})).ok());
   auto pc = PrecommitAnswer::from_json(wire(PrecommitAnswer{}.to_json()));
   ASSERT_TRUE(pc.ok());
   EXPECT_EQ(pc->state, BranchState::precommitted);
@@ -130,6 +140,11 @@ TEST(AgentApi, status_listing_agent_info_and_inquiry_round_trip) {
   EXPECT_EQ(s2->state, BranchState::prepared);
   EXPECT_TRUE(s2->busy);
   EXPECT_EQ(s2->exec_count, 3u);
+  EXPECT_FALSE(s2->read_only);
+  BranchStatus ro{"c1.7.2.5", BranchState::committed, 1, false, false, Outcome::committed, true};
+  auto ro2 = BranchStatus::from_json(wire(ro.to_json()));
+  ASSERT_TRUE(ro2.ok()) << ro2.status();
+  EXPECT_TRUE(ro2->read_only);
 
   BranchListAnswer l;
   BranchStatus active;
