@@ -23,6 +23,7 @@
 #include <sstream>
 
 #include "cli/api_client.h"
+#include "cli/bank.h"
 #include "cli/bench.h"
 #include "cli/cluster.h"
 #include "rest/auth.h"
@@ -309,6 +310,37 @@ int main(int argc, char** argv) {
   auto* indoubt = app.add_subcommand(
       "indoubt", "list in-doubt transactions with each participant's state (cluster token)");
 
+  cli::BankOptions bank_opt;
+  std::string bank_protocols = "2pc,3pc";
+  auto* bank = app.add_subcommand(
+      "bank",
+      "transfers between accounts of different databases of a local cluster (dtx cluster up), "
+      "checked in the databases themselves: no money created or lost, every outcome as "
+      "answered, nothing left in doubt; --nemesis injects faults while it runs");
+  bank->add_option("--dir", bank_opt.dir, "the local cluster's directory")
+      ->default_val(bank_opt.dir);
+  bank->add_option("--duration", bank_opt.duration_s, "seconds to run (without --faults)")
+      ->default_val(bank_opt.duration_s);
+  bank->add_option("--clients", bank_opt.clients, "concurrent clients")
+      ->default_val(bank_opt.clients)
+      ->check(CLI::Range(1, 256));
+  bank->add_option("--protocols", bank_protocols, "2pc, 3pc or both, comma-separated")
+      ->default_val(bank_protocols);
+  bank->add_option("--interactive", bank_opt.interactive,
+                   "share of transfers run interactively (begin, execs, commit); the rest are "
+                   "one-shot submits with an idempotency key")
+      ->default_val(bank_opt.interactive)
+      ->check(CLI::Range(0.0, 1.0));
+  bank->add_flag("--nemesis", bank_opt.nemesis,
+                 "kill -9 and restart coordinators (the leader too), agents and PostgreSQL "
+                 "servers, pause them, and once restart a replica on a wiped data directory");
+  bank->add_option("--faults", bank_opt.faults,
+                   "with --nemesis: run until this many faults were injected and healed")
+      ->check(CLI::Range(0, 100000));
+  bank->add_option("--fault-every", bank_opt.fault_every_s, "seconds between faults")
+      ->default_val(bank_opt.fault_every_s);
+  bank->add_option("--report", bank_opt.report, "write the report as JSON here");
+
   cli::BenchOptions bench_opt;
   std::string bench_participants = "bank-a,bank-b", bench_clients = "1,4,16,64",
               bench_modes = "direct,2pc,3pc";
@@ -386,6 +418,16 @@ int main(int argc, char** argv) {
   if (*cluster_st) return cli::cluster_status(cluster_dir);
   if (*cluster) return run(c, false, rest::Method::get, "/v1/cluster", "", "json");
   if (*indoubt) return run(c, true, rest::Method::get, "/v1/admin/in-doubt", "", "json");
+  if (*bank) {
+    bank_opt.protocols = split(bank_protocols, ',');
+    for (const auto& p : bank_opt.protocols) {
+      if (p != "2pc" && p != "3pc") {
+        std::fprintf(stderr, "dtx: --protocols takes 2pc and 3pc\n");
+        return kUsage;
+      }
+    }
+    return cli::run_bank(bank_opt);
+  }
   if (*bench) {
     auto token = load_token(c.token_file, "DTX_TOKEN");
     if (!token.ok()) {

@@ -235,6 +235,12 @@ rest::Router Coordinator::Impl::build_router() {
     if (!w.ok()) return reply(Response::from_status(w.status()));
     auto k = idempotency_key(req);
     if (!k.ok()) return reply(Response::from_status(k.status()));
+    auto order = rest::get_string_or(*doc, "order", "parallel");
+    if (!order.ok()) return reply(Response::from_status(order.status()));
+    if (*order != "parallel" && *order != "sequential") {
+      return reply(bad("order must be \"parallel\" or \"sequential\""));
+    }
+    s.sequential = *order == "sequential";
     auto b = branches_of(*doc, m->opt.config.driver.statements_max);
     if (!b.ok()) return reply(Response::from_status(b.status()));
     s.protocol = *p;

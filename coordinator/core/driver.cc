@@ -479,19 +479,32 @@ void Driver::submit(uint64_t req, SubmitRequest r, const Now& now) {
   Txn& stored = txns_.emplace(t.txid, std::move(t)).first->second;
   stats_.in_flight = txns_.size();
   if (!stored.key.empty()) keys_in_flight_[stored.key] = stored.txid;
+  stored.sequential = r.sequential;
   for (SubmitBranch& sb : r.branches) {
     Branch* b = enlist(stored, sb.participant, req);
-    b->touched = true;
-    b->prepare_sent = true;
-    b->vote = Vote::pending;
     for (const Statement& s : sb.statements) {
       ++b->exec_count;
       b->digest = txn::exec_digest(b->digest, b->exec_count, s.sql, s.params);
     }
-    AgentCall& c = new_call(AgentCall::Kind::batch, stored, *b, now);
-    c.statements = std::move(sb.statements);
-    c.timeout_ms = cfg_.prepare_timeout_ms;
+    b->batch = std::move(sb.statements);
   }
+  // All at once, or (sequential) one branch after the other, each once the
+  // previous voted yes: databases that lock whole (SQLite) then take their
+  // locks in one order and cannot deadlock across each other.
+  for (Branch& b : stored.branches) {
+    send_batch(stored, b, now);
+    if (stored.sequential) break;
+  }
+}
+
+void Driver::send_batch(Txn& t, Branch& b, const Now& now) {
+  b.touched = true;
+  b.prepare_sent = true;
+  b.vote = Vote::pending;
+  AgentCall& c = new_call(AgentCall::Kind::batch, t, b, now);
+  c.statements = std::move(b.batch);
+  b.batch.clear();
+  c.timeout_ms = cfg_.prepare_timeout_ms;
 }
 
 // ---------------------------------------------------------------------------
@@ -564,7 +577,11 @@ void Driver::vote_no(Txn& t, Branch& b, const AbortReason& reason, const Now& no
 
 void Driver::maybe_decide(Txn& t, const Now& now) {
   if (t.phase != Phase::preparing) return;
-  for (const Branch& b : t.branches) {
+  for (Branch& b : t.branches) {
+    if (t.one_shot && !b.touched) {
+      // Sequential: the next branch goes now that the ones before voted yes.
+      return send_batch(t, b, now);
+    }
     if (b.touched && b.vote != Vote::yes) return;
   }
   propose_decision(t, Outcome::committed, AbortReason{}, now);

@@ -223,6 +223,10 @@ struct SubmitRequest {
   std::optional<int64_t> timeout_ms;
   std::string idempotency_key;
   bool wait_completed = false;
+  // Branches one after the other, in the order given, each once the one
+  // before voted yes (databases that lock whole, like SQLite, then cannot
+  // deadlock across each other); false: all at once.
+  bool sequential = false;
   std::vector<SubmitBranch> branches;
 };
 struct ListRequest {
@@ -352,6 +356,7 @@ class Driver {
     int64_t backoff_ms = 0;
     uint32_t attempts = 0;
     std::vector<txn::StatementResult> results;  // one-shot: per statement
+    std::vector<Statement> batch;               // one-shot, sequential: not sent yet
   };
   struct Waiter {
     uint64_t req = 0;
@@ -364,7 +369,8 @@ class Driver {
     Protocol protocol = Protocol::two_pc;
     Phase phase = Phase::active;
     bool one_shot = false;
-    bool ours = true;  // begun under this ballot (not adopted from the log or a sweep)
+    bool sequential = false;  // one-shot branches one after the other
+    bool ours = true;         // begun under this ballot (not adopted from the log or a sweep)
     int64_t created_mono_ms = 0;
     int64_t created_wall_ms = 0;
     int64_t deadline_ms = 0;  // mono
@@ -413,6 +419,7 @@ class Driver {
   void doom(Txn& t, const AbortReason& reason);
   void start_commit(Txn& t, const Now& now);
   void send_prepare(Txn& t, Branch& b, const Now& now);
+  void send_batch(Txn& t, Branch& b, const Now& now);
   void on_vote(Txn& t, Branch& b, AgentReply& r, const Now& now);
   void vote_no(Txn& t, Branch& b, const AbortReason& reason, const Now& now);
   void maybe_decide(Txn& t, const Now& now);

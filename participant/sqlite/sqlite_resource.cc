@@ -206,6 +206,20 @@ Result<uint64_t> SqliteResource::forget_below(const txn::Txid& watermark) {
     release_writer();
     return error(Code::io_error, "dropping markers below " + watermark.str() + ": " + what);
   };
+  // A marker is the proof of a commit whose COMMITTED record may still wait
+  // in memory for the next PREPARED record's fdatasync (append_decision).
+  // Once the marker is gone only that record says the branch committed, so
+  // every pending decision is made durable first: otherwise a crash before
+  // the next prepare finds a PREPARED record with neither marker nor
+  // decision, and recovery would redo a committed branch.
+  flush_decisions();
+  if (const uint64_t last = wal_->next_lsn() - 1; last > wal_->durable_lsn()) {
+    if (Status s = wal_->wait_durable(last); !s.ok()) {
+      release_writer();
+      return error(Code::io_error, "dropping markers below " + watermark.str() +
+                                       ": the agent WAL cannot be synced: " + s.describe());
+    }
+  }
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
     return fail_with(describe_last_error(db));
   }

@@ -267,6 +267,34 @@ TEST_P(AgentProtocol, a_branch_probe_with_a_new_ballot_raises_the_fence_for_good
   EXPECT_EQ(balance(1), 100);
 }
 
+// Defect: on SQLite, a branch's COMMITTED record waits in memory for the
+// next PREPARED record's fsync (the marker row is the proof of the commit).
+// The forget watermark then deleted that marker: after a kill -9 before the
+// next prepare, recovery found a PREPARED record with no decision and no
+// marker, re-applied the committed branch's redo, met its own changes as a
+// conflict, and refused to start.
+TEST_P(AgentProtocol, a_marker_dropped_below_the_watermark_never_leaves_a_branch_undecided) {
+  start_agent();
+  const std::string t = tx("committed-then-forgotten");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-6}, int64_t{1}})->status, 200);
+  ASSERT_EQ(prepare(t), "yes");
+  ASSERT_EQ(decide(t, "commit"), "committed");
+  // A later request carries a watermark above t: its marker goes at the
+  // next upkeep.
+  txn::BranchListRequest q;
+  q.fence = fence();
+  q.fence.watermark = *txn::Txid::parse(tx("watermark"));
+  ASSERT_EQ(client_->get(addr(), q.path(), 5000)->status, 200);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (count_markers() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_EQ(count_markers(), 0) << agent_.log();
+  kill9();
+  start_agent();  // throws if the agent does not start
+  EXPECT_TRUE(prepared_listed().empty()) << agent_.log();
+  EXPECT_EQ(balance(1), 94) << "committed once, not redone";
+}
+
 // --- what the coordinator needs -------------------------------------------------
 
 TEST_P(AgentProtocol, a_branch_of_only_selects_votes_read_only_and_holds_nothing_after) {

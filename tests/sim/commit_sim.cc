@@ -1033,6 +1033,7 @@ class SimClient {
     t.amount = rng_.between(1, 400);
     t.protocol = p;
     if (one_shot) {
+      t.sequential = rng_.chance(0.3);
       t.key = rng_.chance(0.6) ? "c" + std::to_string(index_) + "-" + std::to_string(++keys_) : "";
       submit(t, 3);
     } else {
@@ -1046,6 +1047,7 @@ class SimClient {
     Protocol protocol = Protocol::two_pc;
     std::string key;
     std::string txid;
+    bool sequential = false;
   };
 
   static txn::Statement add(int key, int64_t delta) {
@@ -1075,6 +1077,7 @@ class SimClient {
     s.protocol = t.protocol;
     s.idempotency_key = t.key;
     s.timeout_ms = 2000;
+    s.sequential = t.sequential;
     s.branches = {{"agent" + std::to_string(t.from), {add(t.key_from, -t.amount)}},
                   {"agent" + std::to_string(t.to), {add(t.key_to, t.amount)}}};
     request([s](co::Driver& d, uint64_t req, const co::Now& now) { d.submit(req, s, now); },

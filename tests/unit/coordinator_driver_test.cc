@@ -465,6 +465,44 @@ TEST(CoordinatorDriver, a_keyed_submit_runs_once_across_a_failover) {
   EXPECT_EQ(h.json(s3).at("results"), h.json(s1).at("results"));
 }
 
+TEST(CoordinatorDriver, a_sequential_submit_sends_each_branch_after_the_one_before_voted_yes) {
+  Harness h;
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  SubmitRequest s;
+  s.sequential = true;
+  s.branches = {{"b", {{"UPDATE t SET v = 1", {}}}}, {"a", {{"UPDATE t SET v = 2", {}}}}};
+  const uint64_t r = h.req();
+  h.driver.submit(r, std::move(s), h.now);
+  h.pump();
+  ASSERT_EQ(h.calls.size(), 1u);
+  EXPECT_EQ(h.calls.front().participant, "b") << "in the order given";
+  AgentReply yes;
+  yes.http_status = 200;
+  yes.batch = txn::BatchAnswer{};
+  yes.batch->vote.vote = txn::Vote::yes;
+  h.reply(h.take(K::batch, "b"), yes);
+  EXPECT_TRUE(h.proposals.empty()) << "no decision before every branch voted";
+  h.reply(h.take(K::batch, "a"), yes);
+  h.apply_all();
+  EXPECT_EQ(h.answers.at(r).http_status, 200);
+  // A no from the first branch: the second is never sent, the abort goes
+  // only where something ran.
+  SubmitRequest s2;
+  s2.sequential = true;
+  s2.branches = {{"a", {{"UPDATE t SET v = 3", {}}}}, {"b", {{"UPDATE t SET v = 4", {}}}}};
+  const uint64_t r2 = h.req();
+  h.driver.submit(r2, std::move(s2), h.now);
+  h.pump();
+  AgentReply no = yes;
+  no.batch->vote.vote = txn::Vote::no;
+  h.reply(h.take(K::batch, "a"), no);
+  h.apply_all();
+  EXPECT_EQ(h.answers.at(r2).http_status, 409);
+  EXPECT_FALSE(h.has_call(K::batch, "b"));
+  EXPECT_FALSE(h.has_call(K::abort, "b"));
+}
+
 TEST(CoordinatorDriver, the_watermark_moves_only_over_completed_transactions) {
   DriverConfig cfg = testing::test_config();
   cfg.retention_ms = 1000;
