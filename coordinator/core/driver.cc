@@ -66,8 +66,10 @@ void Driver::start_serving(const Ballot& ballot, const Now& now) {
       propose(p);
     seed_proposed_ = true;
   }
-  redrive_open(now);
+  // The sweep first: transactions re-driven below must not complete before
+  // every agent has been asked what it holds (maybe_complete).
   start_sweep(now);
+  redrive_open(now);
   watermark_at_ms_ = now.mono_ms + cfg_.watermark_every_ms;
   completed_flush_at_ms_ = now.mono_ms + cfg_.completed_flush_ms;
 }
@@ -555,6 +557,13 @@ void Driver::on_vote(Txn& t, Branch& b, AgentReply& r, const Now& now) {
     b.prepared_at_ms = now.mono_ms;
     return maybe_decide(t, now);
   }
+  if (v->vote == txn::Vote::read_only) {
+    // Nothing written: the agent ended the branch at prepare. It is left out
+    // of the decision's participants and of phase two.
+    b.vote = Vote::read_only;
+    b.acked = true;
+    return maybe_decide(t, now);
+  }
   b.vote = Vote::no;
   vote_no(t, b, AbortReason{b.name, "vote_no", v->reason.message, v->reason.sqlstate}, now);
 }
@@ -582,7 +591,7 @@ void Driver::maybe_decide(Txn& t, const Now& now) {
       // Sequential: the next branch goes now that the ones before voted yes.
       return send_batch(t, b, now);
     }
-    if (b.touched && b.vote != Vote::yes) return;
+    if (b.touched && b.vote != Vote::yes && b.vote != Vote::read_only) return;
   }
   propose_decision(t, Outcome::committed, AbortReason{}, now);
 }
@@ -600,7 +609,7 @@ void Driver::propose_decision(Txn& t, Outcome o, const AbortReason& reason, cons
   for (const Branch& b : t.branches) {
     // Commit goes to those that voted yes; abort to every branch an exec,
     // batch or prepare may have reached.
-    if (o == Outcome::committed ? b.vote == Vote::yes : b.touched) {
+    if (o == Outcome::committed ? b.vote == Vote::yes : b.touched && b.vote != Vote::read_only) {
       d.participants.push_back(Enlisted{b.name, b.agent_id});
     }
   }
@@ -785,6 +794,13 @@ void Driver::maybe_complete(Txn& t, const Now& now) {
     const bool needed = t.phase == Phase::aborting ? b.touched : b.in_phase2;
     if (needed && !b.acked) return;
   }
+  if (t.phase != Phase::aborting && !t.ours && !sweep_pending_.empty()) {
+    // Decided under another ballot (or presumed aborted): an agent not yet
+    // swept may still hold a branch the register does not list. COMPLETED
+    // waits for the sweep, or the transaction would be finished (and later
+    // forgotten) with that branch still prepared.
+    return;
+  }
   t.acks_done = true;
   if (t.phase == Phase::aborting) {
     answer_waiters(t, true);
@@ -883,7 +899,12 @@ void Driver::on_agent_reply(uint64_t call_id, AgentReply reply, const Now& now) 
         if (reply.batch) b->results = std::move(reply.batch->results);
         const txn::VoteAnswer* v =
             reply.batch ? &reply.batch->vote : (reply.vote ? &*reply.vote : nullptr);
-        if (v) b->vote = v->vote == txn::Vote::yes ? Vote::yes : Vote::no;
+        if (v) {
+          b->vote = v->vote == txn::Vote::yes         ? Vote::yes
+                    : v->vote == txn::Vote::read_only ? Vote::read_only
+                                                      : Vote::no;
+          if (b->vote == Vote::read_only) b->acked = true;
+        }
         if (t.phase == Phase::decided && b->in_phase2) send_decision(t, *b, now);
       } else if (t.phase == Phase::decided && b->in_phase2) {
         send_decision(t, *b, now);

@@ -331,7 +331,9 @@ class Driver {
     decided,    // the register holds the outcome; phase two under way
     aborting,   // aborted before any prepare: not logged, aborts being sent
   };
-  enum class Vote { none, pending, yes, no };
+  // read_only: the branch wrote nothing and is over at its agent; it takes no
+  // part in phase two (counted acknowledged).
+  enum class Vote { none, pending, yes, no, read_only };
   enum class Ask { commit, abort, exec, status, inquiry };
   struct Branch {
     std::string name;

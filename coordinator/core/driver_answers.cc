@@ -181,6 +181,8 @@ const char* vote_text(int v) {
       return "yes";
     case 3:
       return "no";
+    case 4:
+      return "read_only";
     default:
       return "none";
   }
@@ -209,14 +211,15 @@ boost::json::object Driver::status_json(const Txid& id, const Txn* t, const TxnE
       boost::json::object p;
       p["name"] = b.name;
       p["vote"] = vote_text(static_cast<int>(b.vote));
-      std::string bstate = !b.touched                ? "not_reached"
-                           : b.hazard                ? "heuristic_hazard"
-                           : b.acked                 ? "acknowledged"
-                           : b.precommitted          ? "precommitted"
-                           : b.vote == Vote::yes     ? "prepared"
-                           : b.vote == Vote::no      ? "voted_no"
-                           : b.vote == Vote::pending ? "preparing"
-                                                     : "active";
+      std::string bstate = !b.touched                  ? "not_reached"
+                           : b.hazard                  ? "heuristic_hazard"
+                           : b.vote == Vote::read_only ? "read_only"
+                           : b.acked                   ? "acknowledged"
+                           : b.precommitted            ? "precommitted"
+                           : b.vote == Vote::yes       ? "prepared"
+                           : b.vote == Vote::no        ? "voted_no"
+                           : b.vote == Vote::pending   ? "preparing"
+                                                       : "active";
       p["state"] = bstate;
       p["exec_count"] = b.exec_count;
       if (b.prepared_at_ms && !b.acked && now.mono_ms) {

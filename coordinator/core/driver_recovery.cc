@@ -303,6 +303,18 @@ void Driver::on_list_reply(const std::string& participant, const std::string& af
   sweep_resume_.erase(participant);
   sweep_retry_at_.erase(participant);
   event(Event::Level::info, nullptr, "swept participant '" + participant + "'");
+  if (sweep_pending_.empty()) {
+    // Every agent swept: adopted transactions may complete now (see
+    // maybe_complete).
+    std::vector<Txid> adopted;
+    for (const auto& [id, t] : txns_) {
+      if (!t.ours) adopted.push_back(id);
+    }
+    for (const Txid& id : adopted) {
+      auto it = txns_.find(id);
+      if (it != txns_.end()) maybe_complete(it->second, now);
+    }
+  }
 }
 
 void Driver::sweep_due(const Now& now) {

@@ -409,6 +409,7 @@ class SimAgent {
     ++inc_;
     branches_.clear();  // ACTIVE branches die with their sessions
     tombstones_.clear();
+    read_only_.clear();
     // The fence (highest ballot seen) is durable: a restarted agent that
     // forgot it would take a prepare from a deposed leader after the new
     // leader's sweep, and that branch could be forgotten below the
@@ -511,6 +512,15 @@ class SimAgent {
       case BranchMachine::ExecVerdict::doomed:
         return error(409, "doomed");
     }
+    if (st.sql == "READ") {
+      // A read: writes nothing (a branch of only reads votes read_only).
+      b.m.on_exec_done(seq, st.sql, st.params, true, txn::DbError{}, ticks_);
+      check(b);
+      AgentReply r;
+      r.http_status = 200;
+      r.body = R"({"columns":["balance"],"rows":[[1]],"rows_affected":0})";
+      return r;
+    }
     // "ADD" with params [key, delta]: fails when a balance would go negative.
     const int key = static_cast<int>(std::get<int64_t>(st.params.at(0)));
     const int64_t delta = std::get<int64_t>(st.params.at(1));
@@ -546,6 +556,10 @@ class SimAgent {
     AgentReply r;
     r.http_status = 200;
     r.vote = txn::VoteAnswer{};
+    if (read_only_.count(txid)) {
+      r.vote->vote = txn::Vote::read_only;  // a repeated prepare
+      return r;
+    }
     if (it == branches_.end()) {
       r.vote->vote = txn::Vote::no;  // unknown here (lost in a crash): nothing to prepare
       r.vote->reason = txn::DbError{"dtx02", "no such branch here"};
@@ -554,6 +568,18 @@ class SimAgent {
     Branch& b = it->second;
     switch (b.m.on_prepare(exec_count, digest, ticks_)) {
       case BranchMachine::PrepareVerdict::run: {
+        if (b.db.writes.empty()) {
+          // Wrote nothing: over at once, no part in phase two. Its outcome
+          // is whichever the coordinator asks (nothing to commit or undo),
+          // so the oracle is not told one.
+          b.m.on_prepare_read_only(ticks_);
+          check(b);
+          read_only_.insert(txid);
+          tombstones_[txid] = Outcome::committed;
+          branches_.erase(it);
+          r.vote->vote = txn::Vote::read_only;
+          return r;
+        }
         // The database may refuse (a serialization failure): vote no.
         const bool yes = !rng_.chance(0.04);
         if (yes) prepared_[txid] = b.db;  // durable before the yes vote
@@ -655,6 +681,11 @@ class SimAgent {
   }
 
   AgentReply decide(const std::string& txid, Outcome asked) {
+    if (read_only_.count(txid)) {
+      AgentReply r = decided(asked, asked);
+      r.decision->read_only = true;
+      return r;
+    }
     auto it = branches_.find(txid);
     if (it == branches_.end()) {
       auto t = tombstones_.find(txid);
@@ -855,6 +886,7 @@ class SimAgent {
   // Volatile.
   std::map<std::string, Branch> branches_;
   std::map<std::string, Outcome> tombstones_;
+  std::set<std::string> read_only_;  // voted read_only (forgotten in a crash)
   Txid watermark_;
 };
 
@@ -1034,6 +1066,11 @@ class SimClient {
     t.protocol = p;
     if (one_shot) {
       t.sequential = rng_.chance(0.3);
+      if (w_.agents.size() >= 3 && rng_.chance(0.2)) {
+        do {
+          t.audit = static_cast<int>(rng_.below(w_.agents.size()));
+        } while (t.audit == a || t.audit == b);
+      }
       t.key = rng_.chance(0.6) ? "c" + std::to_string(index_) + "-" + std::to_string(++keys_) : "";
       submit(t, 3);
     } else {
@@ -1048,6 +1085,7 @@ class SimClient {
     std::string key;
     std::string txid;
     bool sequential = false;
+    int audit = -1;  // one-shot: a third agent that is only read, or -1
   };
 
   static txn::Statement add(int key, int64_t delta) {
@@ -1080,6 +1118,11 @@ class SimClient {
     s.sequential = t.sequential;
     s.branches = {{"agent" + std::to_string(t.from), {add(t.key_from, -t.amount)}},
                   {"agent" + std::to_string(t.to), {add(t.key_to, t.amount)}}};
+    if (t.audit >= 0) {
+      // A third database only read: its branch votes read_only.
+      s.branches.push_back(
+          {"agent" + std::to_string(t.audit), {txn::Statement{"READ", {int64_t{t.key_from}}}}});
+    }
     request([s](co::Driver& d, uint64_t req, const co::Now& now) { d.submit(req, s, now); },
             [this, t, tries](std::optional<co::Answer> a) mutable {
               auto body = body_of(a);

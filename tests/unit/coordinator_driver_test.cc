@@ -140,6 +140,66 @@ TEST(CoordinatorDriver, a_no_vote_aborts_in_the_log_and_reaches_every_touched_br
   EXPECT_TRUE(h.has_call(K::abort, "a"));
 }
 
+// Defect: the agent's read_only vote (a branch that wrote nothing) was taken
+// for a no, so every transaction with a read-only branch aborted.
+TEST(CoordinatorDriver, a_read_only_branch_commits_and_is_left_out_of_phase_two) {
+  Harness h;
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  const std::string txid = interactive(h, {"a", "b"});
+  const uint64_t c = h.commit(txid);
+  h.reply(h.take(K::prepare, "a"), Harness::vote_read_only());
+  EXPECT_TRUE(h.proposals.empty()) << "b has not voted";
+  h.reply(h.take(K::prepare, "b"), Harness::vote(true));
+  ASSERT_EQ(h.proposed_decisions().size(), 1u);
+  EXPECT_EQ(h.proposed_decisions()[0].outcome, Outcome::committed);
+  ASSERT_EQ(h.proposed_decisions()[0].participants.size(), 1u);
+  EXPECT_EQ(h.proposed_decisions()[0].participants[0].name, "b");
+  h.apply_all();
+  EXPECT_EQ(h.answers.at(c).http_status, 200);
+  EXPECT_TRUE(h.has_call(K::commit, "b"));
+  EXPECT_FALSE(h.has_call(K::commit, "a"));
+  h.reply(h.take(K::commit, "b"), Harness::applied(Outcome::committed));
+  h.advance(10);
+  h.apply_all();
+  EXPECT_TRUE(h.table.find(testing::parse(txid))->completed);
+  EXPECT_EQ(h.driver.in_flight(), 0u);
+}
+
+TEST(CoordinatorDriver, an_abort_skips_read_only_branches_and_all_read_only_commits) {
+  Harness h;
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  {
+    const std::string txid = interactive(h, {"a", "b"});
+    const uint64_t c = h.commit(txid);
+    h.reply(h.take(K::prepare, "a"), Harness::vote_read_only());
+    h.reply(h.take(K::prepare, "b"), Harness::vote(false));
+    ASSERT_EQ(h.proposed_decisions().size(), 1u);
+    EXPECT_EQ(h.proposed_decisions()[0].outcome, Outcome::aborted);
+    ASSERT_EQ(h.proposed_decisions()[0].participants.size(), 1u);
+    EXPECT_EQ(h.proposed_decisions()[0].participants[0].name, "b");
+    h.apply_all();
+    EXPECT_EQ(h.answers.at(c).http_status, 409);
+    EXPECT_FALSE(h.has_call(K::abort, "a"));
+    h.reply(h.take(K::abort, "b"), Harness::applied(Outcome::aborted));
+  }
+  {
+    // Nothing written anywhere: committed through the register, no phase two.
+    const std::string txid = interactive(h, {"a", "b"});
+    const uint64_t c = h.commit(txid);
+    h.reply(h.take(K::prepare, "a"), Harness::vote_read_only());
+    h.reply(h.take(K::prepare, "b"), Harness::vote_read_only());
+    h.apply_all();
+    EXPECT_EQ(h.answers.at(c).http_status, 200);
+    EXPECT_EQ(h.json(c).at("outcome").as_string(), "committed");
+    EXPECT_FALSE(h.has_call(K::commit));
+    h.advance(10);
+    h.apply_all();
+    EXPECT_TRUE(h.table.find(testing::parse(txid))->completed);
+  }
+}
+
 TEST(CoordinatorDriver, abort_before_any_prepare_is_not_logged) {
   Harness h;
   h.register_participants({"a"});
@@ -341,6 +401,52 @@ TEST(CoordinatorDriver, an_orphan_prepared_anywhere_is_aborted_in_the_log) {
   EXPECT_TRUE(h.has_call(K::abort, "a"));
   EXPECT_TRUE(h.has_call(K::abort, "b"));
   EXPECT_EQ(h.table.find(testing::parse(orphan))->decision.outcome, Outcome::aborted);
+}
+
+// Found by the commit simulation (seed 696 with read-only branches): a
+// presumed abort written for one agent's inquiry lists no participants. The
+// leader that wrote it lost its term before the log applied it; re-elected,
+// it re-drove the abort before starting the sweep, found nobody to tell,
+// wrote COMPLETED, and the branch another agent still held prepared was
+// left in doubt (and could have been forgotten below the watermark).
+TEST(CoordinatorDriver, an_adopted_decision_completes_only_after_every_agent_was_swept) {
+  Harness h;
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  const std::string old = interactive(h, {"a", "b"});
+  h.commit(old);  // prepares go out; the leader dies before any vote
+  h.driver.on_not_serving();
+  h.pump();
+  h.calls.clear();
+  // The next leader presumes abort for b's inquiry (no participants known)
+  // and loses its term before the record is applied.
+  h.elect(kB2);
+  h.answer_sweep({});
+  const uint64_t q = h.req();
+  h.driver.inquiry(q, old, h.now);
+  h.pump();
+  ASSERT_EQ(h.proposed_decisions().size(), 1u);
+  EXPECT_TRUE(h.proposed_decisions()[0].participants.empty());
+  h.driver.on_not_serving();
+  h.pump();
+  h.calls.clear();
+  // Re-elected: the abort is applied with its TERM; a still holds old prepared.
+  const Ballot kB3{3, 2};
+  h.elect(kB3);
+  h.advance(50);
+  for (const auto& p : h.proposals) {
+    EXPECT_FALSE(std::holds_alternative<CompletedRecord>(p.record))
+        << "COMPLETED before a was swept";
+  }
+  h.apply_all();
+  txn::BranchStatus held;
+  held.txid = old;
+  held.state = txn::BranchState::prepared;
+  h.answer_sweep({{"a", {held}}});
+  h.reply(h.take(K::abort, "a"), Harness::applied(Outcome::aborted));
+  h.advance(50);
+  h.apply_all();
+  EXPECT_TRUE(h.table.find(testing::parse(old))->completed);
 }
 
 TEST(CoordinatorDriver, inquiries_follow_presumed_abort_but_never_below_the_watermark) {

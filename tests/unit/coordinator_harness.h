@@ -187,6 +187,13 @@ struct Harness {
     if (!yes) r.vote->reason = txn::DbError{"40001", "could not serialize"};
     return r;
   }
+  static AgentReply vote_read_only() {
+    AgentReply r;
+    r.http_status = 200;
+    r.vote = txn::VoteAnswer{};
+    r.vote->vote = txn::Vote::read_only;
+    return r;
+  }
   static AgentReply applied(Outcome o) {
     AgentReply r;
     r.http_status = 200;
