@@ -4,6 +4,7 @@
 #include <libpq-fe.h>
 #include <signal.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +31,20 @@ using namespace std::chrono_literals;
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+// Ctrl-C ends the workload early; the checks and the report still run. A
+// second Ctrl-C kills (SA_RESETHAND).
+std::atomic<bool> g_interrupted{false};
+extern "C" void on_sigint(int) {
+  g_interrupted.store(true);
+}
+void catch_sigint() {
+  struct sigaction sa {};
+  sa.sa_handler = on_sigint;
+  sa.sa_flags = SA_RESETHAND;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+}
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch())
@@ -182,9 +197,10 @@ class Bank {
     if (has_sqlite()) {
       std::printf(
           "  (SQLite serialises writers: one transaction holds a database's write lock "
-          "from its first statement to its decision, so a SQLite bank runs hundreds of "
+          "from its first statement to its decision, so a SQLite bank runs tens to hundreds of "
           "transfers a second, not thousands)\n");
     }
+    catch_sigint();
     start_ms_ = now_ms();
     std::vector<std::thread> clients;
     for (int i = 0; i < o_.clients; ++i)
@@ -541,6 +557,7 @@ class Bank {
       std::this_thread::sleep_for(1s);
       const int64_t t = now_ms();
       const bool by_faults = o_.nemesis && o_.faults > 0;
+      if (g_interrupted.load()) break;
       if (!by_faults && t >= end) break;
       if (by_faults && nemesis_done_.load()) break;
       if (o_.progress) {
@@ -555,21 +572,26 @@ class Bank {
           }
           f = faults_.size();
         }
-        const double rate = static_cast<double>(n - last_n) * 1000.0 /
-                            static_cast<double>(std::max<int64_t>(1, t - last_t));
-        std::fprintf(stderr,
-                     "\r  %5.0f s  %6.0f transfers/s  committed %zu  aborted %zu  unknown %zu%s   ",
-                     static_cast<double>(t - start_ms_) / 1000.0, rate, c, a, u,
-                     o_.nemesis ? fmt::format("  faults {}", f).c_str() : "");
-        last_n = n;
-        last_t = t;
+        // A terminal gets one line redrawn every second; a pipe or a log a
+        // line every 5 s.
+        const bool tty = isatty(STDERR_FILENO) == 1;
+        if (tty || t - last_t >= 5000) {
+          const double rate = static_cast<double>(n - last_n) * 1000.0 /
+                              static_cast<double>(std::max<int64_t>(1, t - last_t));
+          std::fprintf(
+              stderr, "%s  %5.0f s  %6.0f transfers/s  committed %zu  aborted %zu  unknown %zu%s%s",
+              tty ? "\r" : "", static_cast<double>(t - start_ms_) / 1000.0, rate, c, a, u,
+              o_.nemesis ? fmt::format("  faults {}", f).c_str() : "", tty ? "   " : "\n");
+          last_n = n;
+          last_t = t;
+        }
       }
       if (t >= next_check) {
         next_check = t + 5000;
         periodic_check();
       }
     }
-    if (o_.progress) std::fprintf(stderr, "\n");
+    if (o_.progress && isatty(STDERR_FILENO) == 1) std::fprintf(stderr, "\n");
   }
 
   // While transfers run, a database's total can be off only by what is in
@@ -755,6 +777,8 @@ class Bank {
 }  // namespace
 
 int run_bank(const BankOptions& o) {
+  // Lines in order with the progress on stderr, also into a pipe or a log.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   Bank b(o);
   return b.run();
 }
