@@ -401,6 +401,7 @@ json::object BatchRequest::to_json() const {
     st.push_back(json::object{{"sql", s.sql}, {"params", sql_values_to_json(s.params)}});
   }
   o["statements"] = std::move(st);
+  if (one_phase) o["one_phase"] = true;
   return o;
 }
 
@@ -427,7 +428,37 @@ Result<BatchRequest> BatchRequest::from_json(const json::value& body, const ApiL
     if (!params.ok()) return params.status();
     r.statements.push_back(Statement{std::move(*sql), std::move(*params)});
   }
+  auto one = get_bool(o, "one_phase", false);
+  if (!one.ok()) return one.status();
+  r.one_phase = *one;
   return r;
+}
+
+json::object OnePhaseAnswer::to_json() const {
+  json::object o{{"outcome", outcome_name(outcome)}};
+  if (outcome == Outcome::aborted) o["reason"] = db_error_to_json(reason);
+  if (read_only) o["read_only"] = true;
+  return o;
+}
+
+Result<OnePhaseAnswer> OnePhaseAnswer::from_json(const json::value& body) {
+  auto o = object_of(body, "answer");
+  if (!o.ok()) return o.status();
+  auto s = get_string(**o, "outcome");
+  if (!s.ok()) return s.status();
+  auto out = parse_outcome(*s);
+  if (!out) return bad("field 'outcome' must be \"committed\" or \"aborted\"");
+  OnePhaseAnswer a;
+  a.outcome = *out;
+  if (const json::value* r = field(**o, "reason")) {
+    auto e = db_error_from_json(*r, "field 'reason'");
+    if (!e.ok()) return e.status();
+    a.reason = std::move(*e);
+  }
+  auto ro = get_bool(**o, "read_only", false);
+  if (!ro.ok()) return ro.status();
+  a.read_only = *ro;
+  return a;
 }
 
 json::object BatchAnswer::to_json() const {
@@ -442,16 +473,22 @@ json::object BatchAnswer::to_json() const {
                                                        {"sqlstate", r.error.sqlstate}}}});
     }
   }
-  json::object o = vote.to_json();
+  json::object o = one_phase ? one_phase->to_json() : vote.to_json();
   o["results"] = std::move(rs);
   return o;
 }
 
 Result<BatchAnswer> BatchAnswer::from_json(const json::value& body) {
-  auto v = VoteAnswer::from_json(body);
-  if (!v.ok()) return v.status();
   BatchAnswer a;
-  a.vote = std::move(*v);
+  if (body.is_object() && body.get_object().contains("outcome")) {
+    auto one = OnePhaseAnswer::from_json(body);
+    if (!one.ok()) return one.status();
+    a.one_phase = std::move(*one);
+  } else {
+    auto v = VoteAnswer::from_json(body);
+    if (!v.ok()) return v.status();
+    a.vote = std::move(*v);
+  }
   const json::value* rs = field(body.get_object(), "results");
   if (!rs || !rs->is_array()) return bad("field 'results' must be an array");
   for (const json::value& r : rs->get_array()) {

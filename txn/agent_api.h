@@ -74,6 +74,29 @@
 //             "vote": "yes" | "read_only" | "no", "reason"?: {"sqlstate", "message"}}
 //        409 not_active (the txid is known: nothing ran), stale_ballot,
 //            wrong_agent; 410 forgotten (below the watermark); 503 overloaded
+//        With "one_phase": true the batch ends with commit-one-phase instead
+//        of prepare, and the answer carries "outcome" (and "reason") in place
+//        of "vote": {"results": [...], "outcome": "committed" | "aborted",
+//        "reason"?, "read_only"?}.
+//   POST /v1/branches/{txid}/commit-one-phase   PrepareRequest -> 200 OnePhaseAnswer
+//        The one-phase fast path: a transaction with this one participant
+//        commits here with no PREPARE and no decision record before it. The
+//        agent checks exec_count and digest as prepare does, writes the
+//        branch's marker row in the branch's own database transaction and
+//        commits it: the marker present means committed, its absence (once
+//        the branch is gone) aborted. A branch that wrote nothing commits
+//        without a marker ("read_only": true).
+//        {"agent_id", "ballot", "exec_count", "digest"}
+//        200 {"outcome": "committed"} | {"outcome": "committed", "read_only": true}
+//            | {"outcome": "aborted", "reason": {"sqlstate", "message"}}
+//        A repeat, or an ask for a txid the agent no longer holds, answers
+//        from its outcome record or the marker: committed if the marker is
+//        there, else aborted (a branch not committed in one phase is gone
+//        for good: its session was rolled back). Fenced like prepare (a lower
+//        ballot is refused, also once admitted if a newer ballot was stored
+//        meanwhile).
+//        409 busy, stale_ballot, wrong_agent; 410 forgotten (below the
+//        watermark and no record)
 //   POST /v1/branches/{txid}/precommit  DecisionRequest -> 200 PrecommitAnswer
 //        {"agent_id", "ballot"?}        200 {"state": "precommitted" | "committed"}
 //        409 not_prepared, busy, wrong_agent
@@ -140,7 +163,8 @@ namespace dtx::txn {
 
 // --- paths ------------------------------------------------------------------
 
-// "/v1/branches/{txid}/{step}", step: exec, prepare, batch, precommit, commit, abort.
+// "/v1/branches/{txid}/{step}", step: exec, prepare, batch, commit-one-phase,
+// precommit, commit, abort.
 std::string branch_step_path(std::string_view txid, std::string_view step);
 // "/v1/branches/{txid}"
 std::string branch_path(std::string_view txid);
@@ -259,6 +283,7 @@ struct VoteAnswer {
 struct BatchRequest {
   Fence fence;
   std::vector<Statement> statements;  // at least one
+  bool one_phase = false;             // end with commit-one-phase, not prepare
 
   boost::json::object to_json() const;
   static Result<BatchRequest> from_json(const boost::json::value& body, const ApiLimits& l = {});
@@ -271,11 +296,23 @@ struct StatementResult {
   DbError error;  // when not: the database's reason (sqlstate "dtx01" for dtx's refusals)
 };
 
+// 200 answer of commit-one-phase (and the end of a one-phase batch).
+struct OnePhaseAnswer {
+  Outcome outcome = Outcome::aborted;
+  DbError reason;          // when aborted
+  bool read_only = false;  // committed, and it wrote nothing (no marker)
+
+  boost::json::object to_json() const;
+  static Result<OnePhaseAnswer> from_json(const boost::json::value& body);
+};
+
 // 200 answer of batch: one result per statement that ran (the batch stops
-// at the first error), then the vote.
+// at the first error), then the vote; for a one-phase batch, the outcome
+// instead of the vote.
 struct BatchAnswer {
   std::vector<StatementResult> results;
-  VoteAnswer vote;
+  VoteAnswer vote;                          // prepare form
+  std::optional<OnePhaseAnswer> one_phase;  // one-phase form
 
   boost::json::object to_json() const;
   static Result<BatchAnswer> from_json(const boost::json::value& body);

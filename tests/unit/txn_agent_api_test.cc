@@ -133,6 +133,46 @@ TEST(AgentApi, batch_and_its_answer_round_trip) {
   EXPECT_EQ(a2->vote.reason.message, "check violated");
 }
 
+TEST(AgentApi, one_phase_batches_and_answers_round_trip) {
+  BatchRequest b{fence(), {{"UPDATE t SET v = v - $1 WHERE id = $2", {int64_t{1}, int64_t{2}}}}};
+  EXPECT_FALSE(BatchRequest::from_json(wire(b.to_json()))->one_phase);
+  b.one_phase = true;
+  auto b2 = BatchRequest::from_json(wire(b.to_json()));
+  ASSERT_TRUE(b2.ok()) << b2.status();
+  EXPECT_TRUE(b2->one_phase);
+
+  OnePhaseAnswer aborted{Outcome::aborted, DbError{"40001", "could not serialize"}, false};
+  auto a2 = OnePhaseAnswer::from_json(wire(aborted.to_json()));
+  ASSERT_TRUE(a2.ok()) << a2.status();
+  EXPECT_EQ(a2->outcome, Outcome::aborted);
+  EXPECT_EQ(a2->reason.sqlstate, "40001");
+  OnePhaseAnswer ro{Outcome::committed, {}, true};
+  auto r2 = OnePhaseAnswer::from_json(wire(ro.to_json()));
+  ASSERT_TRUE(r2.ok());
+  EXPECT_EQ(r2->outcome, Outcome::committed);
+  EXPECT_TRUE(r2->read_only);
+  EXPECT_FALSE(OnePhaseAnswer::from_json(json::parse(R"({"outcome": "maybe"})")).ok());
+
+  BatchAnswer a;
+  StatementResult ok;
+  ok.ok = true;
+  ok.rows.rows_affected = 1;
+  a.results = {ok};
+  a.one_phase = OnePhaseAnswer{Outcome::committed, {}, false};
+  auto ba = BatchAnswer::from_json(wire(a.to_json()));
+  ASSERT_TRUE(ba.ok()) << ba.status();
+  ASSERT_TRUE(ba->one_phase.has_value());
+  EXPECT_EQ(ba->one_phase->outcome, Outcome::committed);
+  ASSERT_EQ(ba->results.size(), 1u);
+  // The prepare form has no outcome.
+  a.one_phase.reset();
+  a.vote = VoteAnswer{Vote::yes, {}};
+  auto bv = BatchAnswer::from_json(wire(a.to_json()));
+  ASSERT_TRUE(bv.ok());
+  EXPECT_FALSE(bv->one_phase.has_value());
+  EXPECT_EQ(bv->vote.vote, Vote::yes);
+}
+
 TEST(AgentApi, status_listing_agent_info_and_inquiry_round_trip) {
   BranchStatus s{"c1.7.2.5", BranchState::prepared, 3, false, true, std::nullopt};
   auto s2 = BranchStatus::from_json(wire(s.to_json()));
