@@ -16,7 +16,7 @@ BranchMachine BranchMachine::recovered(std::string txid, const BranchTimers& tim
 }
 
 BranchMachine::ExecVerdict BranchMachine::on_exec(uint64_t seq, uint64_t now) {
-  if (state_ != BranchState::active || prepare_running_ || decision_pending())
+  if (state_ != BranchState::active || prepare_running_ || decision_pending() || in_doubt_)
     return ExecVerdict::not_active;
   if (exec_running_) return ExecVerdict::busy;
   if (seq != exec_count_ + 1) return ExecVerdict::out_of_sequence;
@@ -52,25 +52,78 @@ BranchMachine::PrepareVerdict BranchMachine::on_prepare(uint64_t exec_count, uin
     case BranchState::active:
       break;
   }
-  if (exec_running_ || prepare_running_) return PrepareVerdict::busy;
+  if (exec_running_ || prepare_running_ || in_doubt_) return PrepareVerdict::busy;
   if (decision_pending()) {
-    // An abort is under way: the vote is no, and stays no even if that
-    // abort is not carried out now (one branch never votes both ways).
-    if (!doomed_) {
-      doomed_ = true;
-      no_reason_ = DbError{std::string(kRefusedByDtx), "an abort of the branch was under way"};
-    }
+    doom_for_abort_under_way();
     return PrepareVerdict::vote_no;
   }
-  if (!doomed_ && (exec_count != exec_count_ || digest != digest_)) {
-    doomed_ = true;
-    no_reason_ =
-        DbError{std::string(kRefusedByDtx), "prepare names " + std::to_string(exec_count) +
-                                                " execs or another digest; the branch ran " +
-                                                std::to_string(exec_count_) + " (T5)"};
-  }
+  check_execs("prepare", exec_count, digest);
   prepare_running_ = true;
   return doomed_ ? PrepareVerdict::rollback : PrepareVerdict::run;
+}
+
+void BranchMachine::check_execs(const char* step, uint64_t exec_count, uint64_t digest) {
+  if (doomed_ || (exec_count == exec_count_ && digest == digest_)) return;
+  doomed_ = true;
+  no_reason_ = DbError{std::string(kRefusedByDtx), std::string(step) + " names " +
+                                                       std::to_string(exec_count) +
+                                                       " execs or another digest; the branch ran " +
+                                                       std::to_string(exec_count_) + " (T5)"};
+}
+
+void BranchMachine::doom_for_abort_under_way() {
+  // An abort is under way: the answer is no (or aborted), and stays so even
+  // if that abort is not carried out now (one branch never goes both ways).
+  if (doomed_) return;
+  doomed_ = true;
+  no_reason_ = DbError{std::string(kRefusedByDtx), "an abort of the branch was under way"};
+}
+
+BranchMachine::OnePhaseVerdict BranchMachine::on_commit_one_phase(uint64_t exec_count,
+                                                                  uint64_t digest, uint64_t now) {
+  last_activity_ = now;
+  switch (state_) {
+    case BranchState::committed:
+      return OnePhaseVerdict::committed;  // a repeat: the same answer
+    case BranchState::aborted:
+      return OnePhaseVerdict::aborted;
+    case BranchState::prepared:
+    case BranchState::precommitted:
+      return OnePhaseVerdict::refused;  // it voted yes: its outcome is the coordinator's
+    case BranchState::active:
+      break;
+  }
+  if (in_doubt_) return OnePhaseVerdict::settle;
+  if (exec_running_ || prepare_running_) return OnePhaseVerdict::busy;
+  if (decision_pending()) {
+    doom_for_abort_under_way();
+    return OnePhaseVerdict::aborted;
+  }
+  check_execs("commit-one-phase", exec_count, digest);
+  prepare_running_ = true;
+  return doomed_ ? OnePhaseVerdict::rollback : OnePhaseVerdict::run;
+}
+
+void BranchMachine::on_one_phase_done(OnePhaseResult r, const DbError& err, uint64_t now) {
+  prepare_running_ = false;
+  last_activity_ = now;
+  if (r != OnePhaseResult::unknown) in_doubt_ = false;
+  switch (r) {
+    case OnePhaseResult::committed:
+    case OnePhaseResult::read_only:
+      state_ = BranchState::committed;
+      one_phase_ = true;
+      read_only_ = r == OnePhaseResult::read_only;
+      return;
+    case OnePhaseResult::aborted:
+      state_ = BranchState::aborted;
+      if (!doomed_) no_reason_ = err;
+      doomed_ = true;
+      return;
+    case OnePhaseResult::unknown:
+      in_doubt_ = true;  // stays ACTIVE; the shell settles it from the marker
+      return;
+  }
 }
 
 void BranchMachine::on_prepare_done(bool yes, const DbError& err, uint64_t now) {
@@ -116,7 +169,8 @@ BranchMachine::DecisionVerdict BranchMachine::on_commit() {
     case BranchState::aborted:
       return DecisionVerdict::answer;
     case BranchState::active:
-      return DecisionVerdict::refused;  // nothing prepared to commit
+      if (in_doubt_) return DecisionVerdict::answer;  // its one-phase COMMIT is being settled
+      return DecisionVerdict::refused;                // nothing prepared to commit
   }
   return DecisionVerdict::refused;
 }
@@ -124,7 +178,8 @@ BranchMachine::DecisionVerdict BranchMachine::on_commit() {
 BranchMachine::DecisionVerdict BranchMachine::on_abort() {
   switch (state_) {
     case BranchState::active:
-      if (exec_running_ || prepare_running_ || decision_pending()) return DecisionVerdict::answer;
+      if (exec_running_ || prepare_running_ || decision_pending() || in_doubt_)
+        return DecisionVerdict::answer;
       deciding_ = true;
       return DecisionVerdict::run_abort;
     case BranchState::prepared:
@@ -170,7 +225,7 @@ BranchMachine::DecisionToken BranchMachine::arm_decision(BranchState in) {
 }
 
 BranchMachine::TickAction BranchMachine::on_tick(uint64_t now) {
-  if (decision_pending() || exec_running_ || prepare_running_) return {};
+  if (decision_pending() || exec_running_ || prepare_running_ || in_doubt_) return {};
   switch (state_) {
     case BranchState::active:
       if (now - last_activity_ >= timers_.active_idle_ticks) {
@@ -266,12 +321,20 @@ bool BranchMachine::check_invariants(std::string* why) const {
   if (read_only_ && state_ != BranchState::committed) {
     return fail("a read-only branch is not committed");
   }
+  if (one_phase_ && state_ != BranchState::committed) {
+    return fail("a branch committed in one phase is not committed");
+  }
+  if (in_doubt_ && (state_ != BranchState::active || exec_running_ || prepare_running_ ||
+                    deciding_ || timer_token_ != 0)) {
+    return fail("a branch in doubt after a one-phase commit moved on");
+  }
   return true;
 }
 
 std::string BranchMachine::describe() const {
   return txid_ + " " + state_name(state_) + (doomed_ ? " doomed" : "") +
-         (read_only_ ? " read-only" : "") + " execs=" + std::to_string(exec_count_);
+         (read_only_ ? " read-only" : "") + (one_phase_ ? " one-phase" : "") +
+         (in_doubt_ ? " in-doubt" : "") + " execs=" + std::to_string(exec_count_);
 }
 
 }  // namespace dtx::participant

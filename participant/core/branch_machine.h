@@ -4,10 +4,12 @@
 // work, ticks and coordinator answers, and does what it says.
 //
 //   ACTIVE --prepare(yes)--> PREPARED --precommit--> PRECOMMITTED
-//     |                        |   \                     |
-//     | exec error: doomed     |    commit --------------+--> COMMITTED
-//     | (prepare votes no)     |                         |    (also on its own
-//     v                        v                         |     timer, 3PC)
+//     |  \                     |   \                     |
+//     |   \                    |    commit --------------+--> COMMITTED
+//     |    commit-one-phase ----------------------------------> COMMITTED
+//     | exec error: doomed     |                         |    (also on its own
+//     | (prepare votes no)     |                         |     timer, 3PC)
+//     v                        v
 //   ABORTED <----abort---------+   (abort of a PRECOMMITTED branch is refused: alarm)
 //
 // Rules (CORRECTNESS.md T5, T6, T8):
@@ -21,6 +23,14 @@
 //   - A branch that wrote nothing votes read_only: the shell ends its
 //     database transaction at prepare and the branch is COMMITTED at once
 //     (read_only()), taking no part in phase two.
+//   - Commit-one-phase (a transaction with this one participant) checks
+//     the exec count and digest as prepare does, then the shell writes the
+//     marker and commits the branch's own transaction: ACTIVE -> COMMITTED
+//     (one_phase()), or ABORTED when the database refuses the COMMIT. When
+//     the database's answer was lost (the session broke during COMMIT) the
+//     branch is in doubt (in_doubt()): it stays ACTIVE, takes no further
+//     step (every other one answers busy) until a repeated
+//     commit-one-phase settles it from the marker.
 //   - A decision's answer carries the outcome actually applied; one that
 //     differs from what was asked is a heuristic hazard the agent alarms on.
 //   - A PREPARED branch never decides alone: it asks the coordinator group on
@@ -104,6 +114,29 @@ class BranchMachine {
   void on_prepare_read_only(uint64_t now);
   bool read_only() const { return read_only_; }
 
+  // --- one-phase commit (the transaction has this one participant)
+  enum class OnePhaseVerdict {
+    run,        // write the marker and COMMIT the branch's transaction
+    rollback,   // doomed (or the exec count or digest differ): roll the
+                // session back, then on_one_phase_done(aborted)
+    committed,  // a repeat: the branch committed (one_phase(), read_only())
+    aborted,    // a repeat, or an abort under way: answer vote_no_reason()
+    busy,       // an exec or another end of this branch is running
+    refused,    // the branch is prepared: it is in two-phase commit
+    settle,     // in doubt: the shell asks the database (the marker), then
+                // on_one_phase_done(committed or aborted), or leaves it in doubt
+  };
+  OnePhaseVerdict on_commit_one_phase(uint64_t exec_count, uint64_t digest, uint64_t now);
+  enum class OnePhaseResult {
+    committed,  // the marker and the branch's writes are committed
+    read_only,  // it wrote nothing: its transaction ended with no marker
+    aborted,    // the database refused (err), or the rollback of a doomed branch
+    unknown,    // the COMMIT's answer was lost: in doubt, settled by the marker
+  };
+  void on_one_phase_done(OnePhaseResult r, const DbError& err, uint64_t now);
+  bool one_phase() const { return one_phase_; }
+  bool in_doubt() const { return in_doubt_; }
+
   // --- 3PC pre-commit
   enum class PrecommitVerdict { ok, refused };
   PrecommitVerdict on_precommit(uint64_t now);
@@ -154,6 +187,9 @@ class BranchMachine {
   std::string describe() const;
 
  private:
+  // A prepare or commit-one-phase whose exec count or digest differ dooms the branch.
+  void check_execs(const char* step, uint64_t exec_count, uint64_t digest);
+  void doom_for_abort_under_way();
   bool decision_pending() const { return deciding_ || timer_token_ != 0; }
   void schedule_inquiry(uint64_t now, bool backoff);
   DecisionToken arm_decision(BranchState in);
@@ -163,8 +199,10 @@ class BranchMachine {
   BranchState state_ = BranchState::active;
   bool doomed_ = false;
   bool read_only_ = false;  // voted read_only (then COMMITTED)
+  bool one_phase_ = false;  // committed in one phase (then COMMITTED)
+  bool in_doubt_ = false;   // a one-phase COMMIT whose answer was lost (still ACTIVE)
   bool exec_running_ = false;
-  bool prepare_running_ = false;
+  bool prepare_running_ = false;  // a prepare or a one-phase commit is running
   uint64_t exec_count_ = 0;
   uint64_t digest_ = 0;
   DbError no_reason_;

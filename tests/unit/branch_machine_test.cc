@@ -255,5 +255,132 @@ TEST(BranchMachine, a_recovered_branch_asks_at_once) {
   EXPECT_EQ(m.on_inquiry_answer(V::Answer::aborted, 100), V::DecisionVerdict::run_abort);
 }
 
+// --- one-phase commit (issue 11)
+
+TEST(BranchMachine, commit_one_phase_goes_from_active_to_committed) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 2);
+  ASSERT_EQ(m.on_commit_one_phase(2, d, 1), V::OnePhaseVerdict::run);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  EXPECT_EQ(m.on_exec(3, 1), V::ExecVerdict::not_active) << "no statement while committing";
+  EXPECT_EQ(m.on_commit_one_phase(2, d, 1), V::OnePhaseVerdict::busy);
+  EXPECT_EQ(m.on_prepare(2, d, 1), V::PrepareVerdict::busy);
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::answer) << "no abort beside the commit";
+  EXPECT_EQ(m.on_tick(1000).kind, V::TickKind::none) << "no idle abort beside the commit";
+  m.on_one_phase_done(V::OnePhaseResult::committed, {}, 2);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  EXPECT_EQ(m.state(), BranchState::committed);
+  EXPECT_TRUE(m.one_phase());
+  EXPECT_FALSE(m.read_only());
+  EXPECT_EQ(m.outcome(), Outcome::committed);
+  EXPECT_EQ(m.on_commit_one_phase(2, d, 3), V::OnePhaseVerdict::committed) << "a repeat";
+  EXPECT_EQ(m.on_exec(3, 3), V::ExecVerdict::not_active);
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::answer) << "the shell answers committed: heuristic";
+  EXPECT_EQ(m.on_tick(1000).kind, V::TickKind::none);
+  EXPECT_NE(m.describe().find("one-phase"), std::string::npos);
+}
+
+TEST(BranchMachine, commit_one_phase_with_a_wrong_count_or_digest_rolls_back) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 2);
+  ASSERT_EQ(m.on_commit_one_phase(1, d, 1), V::OnePhaseVerdict::rollback);
+  EXPECT_TRUE(m.doomed());
+  m.on_one_phase_done(V::OnePhaseResult::aborted, m.vote_no_reason(), 1);
+  EXPECT_EQ(m.state(), BranchState::aborted);
+  EXPECT_EQ(m.vote_no_reason().sqlstate, kRefusedByDtx);
+  EXPECT_NE(m.vote_no_reason().message.find("commit-one-phase names 1 execs"), std::string::npos);
+  EXPECT_EQ(m.on_commit_one_phase(2, d, 2), V::OnePhaseVerdict::aborted) << "the same answer";
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+
+  BranchMachine n("t2", timers(), 0);
+  const uint64_t dn = run_execs(n, 2);
+  EXPECT_EQ(n.on_commit_one_phase(2, dn ^ 1, 0), V::OnePhaseVerdict::rollback);
+}
+
+TEST(BranchMachine, a_doomed_branch_never_commits_in_one_phase) {
+  BranchMachine m("t1", timers(), 0);
+  ASSERT_EQ(m.on_exec(1, 0), V::ExecVerdict::run);
+  m.on_exec_done(1, "INSERT", {}, false, DbError{"23505", "duplicate key"}, 0);
+  EXPECT_EQ(m.on_commit_one_phase(1, m.digest(), 0), V::OnePhaseVerdict::rollback);
+  m.on_one_phase_done(V::OnePhaseResult::aborted, m.vote_no_reason(), 0);
+  EXPECT_EQ(m.vote_no_reason().sqlstate, "23505") << "the first error is the reason";
+}
+
+TEST(BranchMachine, a_refused_one_phase_commit_aborts_with_the_database_reason) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_commit_one_phase(1, d, 0), V::OnePhaseVerdict::run);
+  m.on_one_phase_done(V::OnePhaseResult::aborted, DbError{"40001", "serialization failure"}, 0);
+  EXPECT_EQ(m.state(), BranchState::aborted);
+  EXPECT_EQ(m.vote_no_reason().sqlstate, "40001");
+  EXPECT_EQ(m.outcome(), Outcome::aborted);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+}
+
+TEST(BranchMachine, a_read_only_one_phase_commit_is_committed_and_read_only) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_commit_one_phase(1, d, 0), V::OnePhaseVerdict::run);
+  m.on_one_phase_done(V::OnePhaseResult::read_only, {}, 0);
+  EXPECT_TRUE(m.read_only());
+  EXPECT_TRUE(m.one_phase());
+  EXPECT_EQ(m.on_commit_one_phase(1, d, 1), V::OnePhaseVerdict::committed);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+}
+
+TEST(BranchMachine, a_one_phase_commit_whose_answer_was_lost_is_in_doubt_and_takes_no_step) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_commit_one_phase(1, d, 0), V::OnePhaseVerdict::run);
+  m.on_one_phase_done(V::OnePhaseResult::unknown, DbError{std::string(kSessionLost), "gone"}, 0);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  EXPECT_TRUE(m.in_doubt());
+  EXPECT_EQ(m.state(), BranchState::active);
+  EXPECT_FALSE(m.outcome()) << "neither committed nor aborted: the marker says";
+  EXPECT_EQ(m.on_exec(2, 0), V::ExecVerdict::not_active);
+  EXPECT_EQ(m.on_prepare(1, d, 0), V::PrepareVerdict::busy);
+  EXPECT_EQ(m.on_abort(), V::DecisionVerdict::answer) << "never rolled back as if active";
+  EXPECT_EQ(m.on_commit(), V::DecisionVerdict::answer);
+  EXPECT_EQ(m.on_tick(1000).kind, V::TickKind::none) << "no idle abort of a branch in doubt";
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+  ASSERT_EQ(m.on_commit_one_phase(1, d, 0), V::OnePhaseVerdict::settle) << "a repeat settles it";
+  m.on_one_phase_done(V::OnePhaseResult::unknown, {}, 0);  // the database is still away
+  EXPECT_TRUE(m.in_doubt());
+  ASSERT_EQ(m.on_commit_one_phase(1, d, 0), V::OnePhaseVerdict::settle);
+  m.on_one_phase_done(V::OnePhaseResult::committed, {}, 0);  // the marker is there
+  EXPECT_FALSE(m.in_doubt());
+  EXPECT_EQ(m.outcome(), Outcome::committed);
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+}
+
+TEST(BranchMachine, commit_one_phase_is_refused_for_a_prepared_branch_and_busy_beside_an_exec) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1);
+  ASSERT_EQ(m.on_exec(2, 0), V::ExecVerdict::run);
+  EXPECT_EQ(m.on_commit_one_phase(1, d, 0), V::OnePhaseVerdict::busy);
+  m.on_exec_done(2, "x", {}, true, {}, 0);
+  ASSERT_EQ(m.on_prepare(2, m.digest(), 0), V::PrepareVerdict::run);
+  m.on_prepare_done(true, {}, 0);
+  EXPECT_EQ(m.on_commit_one_phase(2, m.digest(), 0), V::OnePhaseVerdict::refused)
+      << "a prepared branch's outcome is the coordinator's decision";
+}
+
+TEST(BranchMachine, a_one_phase_commit_that_meets_a_pending_idle_abort_answers_aborted) {
+  BranchMachine m("t1", timers(), 0);
+  const uint64_t d = run_execs(m, 1, 0);
+  const auto fired = m.on_tick(50);
+  ASSERT_EQ(fired.kind, V::TickKind::abort_idle);
+  EXPECT_EQ(m.on_commit_one_phase(1, d, 50), V::OnePhaseVerdict::aborted);
+  EXPECT_TRUE(m.doomed()) << "never committed once an abort was under way";
+  EXPECT_EQ(m.on_timer_decision(fired.token), V::DecisionVerdict::run_abort);
+  std::string why;
+  EXPECT_TRUE(m.check_invariants(&why)) << why;
+}
+
 }  // namespace
 }  // namespace dtx::participant
