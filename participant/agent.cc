@@ -214,6 +214,19 @@ std::string Agent::metrics() const {
           "Prepares that voted read_only (the branch wrote nothing and ended at once).",
           counters_.votes_read_only);
   counter("committed_total", "Branches committed.", counters_.committed);
+  counter("one_phase_committed_total",
+          "Branches committed in one phase (commit-one-phase or a one-phase batch), read-only "
+          "ones included.",
+          counters_.one_phase_committed);
+  counter("one_phase_read_only_total", "One-phase commits of branches that wrote nothing.",
+          counters_.one_phase_read_only);
+  counter("one_phase_aborted_total",
+          "One-phase commits that aborted (exec count or digest mismatch, a doomed branch, a "
+          "COMMIT the database refused).",
+          counters_.one_phase_aborted);
+  counter("one_phase_in_doubt_total",
+          "One-phase COMMITs whose answer was lost (settled later from the marker).",
+          counters_.one_phase_in_doubt);
   counter("aborted_total", "Branches aborted.", counters_.aborted);
   counter("heuristic_total", "Decisions whose applied outcome differed from the one asked.",
           counters_.heuristic);

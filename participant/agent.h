@@ -11,6 +11,7 @@
 //   agent_routes.cc   HTTP in, calls out: decode with txn/, queue to a lane,
 //                     send the StepAnswer (no protocol logic)
 //   agent_steps.cc    exec, prepare, batch, precommit: one branch step each
+//   agent_one_phase.cc  commit-one-phase (and the end of a one-phase batch)
 //   agent_decide.cc   commit, abort, timer decisions, inquiries, status, listing
 //   lanes.h           the bounded lane pool
 //   branch_table.h    the branches and outcome records; THE LOCK ORDER
@@ -95,6 +96,10 @@ struct AgentCounters {
       aborted{0};
   std::atomic<uint64_t> heuristic{0}, inquiries{0}, refused{0}, overloaded{0};
   std::atomic<uint64_t> fenced{0}, markers_forgotten{0};
+  // commit-one-phase: committed (read-only ones included), aborted, and
+  // COMMITs whose answer was lost (in doubt until the marker settles them).
+  std::atomic<uint64_t> one_phase_committed{0}, one_phase_read_only{0}, one_phase_aborted{0},
+      one_phase_in_doubt{0};
 };
 
 // What a step answers: an HTTP status and a JSON body (txn/agent_api.h).
@@ -119,6 +124,8 @@ class Agent {
   StepAnswer exec(const std::string& txid, const txn::ExecRequest& r);
   StepAnswer prepare(const std::string& txid, const txn::PrepareRequest& r);
   StepAnswer batch(const std::string& txid, const txn::BatchRequest& r);
+  // The one-phase fast path (txn/agent_api.h, "commit-one-phase").
+  StepAnswer commit_one_phase(const std::string& txid, const txn::PrepareRequest& r);
   StepAnswer precommit(const std::string& txid, const txn::DecisionRequest& r);
   StepAnswer decide(const std::string& txid, Outcome asked, const txn::DecisionRequest& r);
   StepAnswer status(const std::string& txid) const;
@@ -170,6 +177,25 @@ class Agent {
   txn::VoteAnswer prepare_locked(BranchSlot& slot, const std::string& txid, uint64_t exec_count,
                                  uint64_t digest, bool* busy);
   StepAnswer prepare_unknown(const std::string& txid);
+  // commit-one-phase under the branch's lock (agent_one_phase.cc): the
+  // answer, or `refusal` (409 busy or not_active, 503 when the database's
+  // answer to COMMIT was lost: the branch is in doubt until a repeat
+  // settles it from the marker).
+  struct OnePhaseStep {
+    std::optional<StepAnswer> refusal;
+    txn::OnePhaseAnswer answer;
+  };
+  OnePhaseStep one_phase_locked(BranchSlot& slot, const std::string& txid, uint64_t exec_count,
+                                uint64_t digest);
+  // The branch's end after commit_one_phase() (or its settling) answered.
+  OnePhaseStep one_phase_ended(BranchSlot& slot, const std::string& txid, const Result<Outcome>& r,
+                               DbError err);
+  // A txid with no branch here: its outcome record, else the marker.
+  StepAnswer one_phase_unknown(const std::string& txid);
+  // GET of a txid with no branch and no outcome record: 200 committed when
+  // the marker says so (a one-phase commit), else 404. May wait for the
+  // database: lanes only.
+  StepAnswer status_from_marker(const std::string& txid);
   // A no vote: the branch leaves the table, aborted (its lock held).
   void retire_no(BranchSlot& slot, const std::string& txid);
   // After every step, under the branch's lock: the machine's invariants

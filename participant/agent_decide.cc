@@ -212,7 +212,7 @@ void Agent::on_inquiry(const std::string& txid, BranchMachine::Answer a) {
 
 StepAnswer Agent::status(const std::string& txid, const txn::Fence& fence) {
   if (auto a = admit(fence, /*fence_ballot=*/false)) return *a;
-  return status(txid);
+  return status_from_marker(txid);
 }
 
 StepAnswer Agent::status(const std::string& txid) const {
@@ -226,6 +226,9 @@ StepAnswer Agent::status(const std::string& txid) const {
       s.doomed = slot->m.doomed();
       s.outcome = slot->m.outcome();
       s.read_only = slot->m.read_only();
+      // A one-phase COMMIT in doubt may have committed: not a branch to
+      // presume aborted (ask again; a repeated commit-one-phase settles it).
+      s.busy = slot->m.in_doubt();
     } else {
       s.state = slot->known_state.load(std::memory_order_acquire);
       s.exec_count = slot->known_execs.load(std::memory_order_acquire);

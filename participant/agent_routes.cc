@@ -109,6 +109,16 @@ Status Agent::serve_http() {
         if (!r.ok()) return;
         queue(reply, Lane::decide, [this, t = *txid, x = *r] { return prepare(t, x); });
       });
+  router.add(
+      rest::Method::post, "/v1/branches/{txid}/commit-one-phase",
+      [=, this](Request req, Replier reply) {
+        auto txid = txid_of(req, reply);
+        if (!txid) return;
+        auto r = body_of(req, reply,
+                         [](const json::value& v) { return txn::PrepareRequest::from_json(v); });
+        if (!r.ok()) return;
+        queue(reply, Lane::decide, [this, t = *txid, x = *r] { return commit_one_phase(t, x); });
+      });
   // precommit, commit and abort: a txid and a DecisionRequest, on the decide lane.
   auto decision_route =
       [=](std::function<StepAnswer(const std::string&, const txn::DecisionRequest&)> step) {
@@ -135,14 +145,16 @@ Status Agent::serve_http() {
              }));
   // Reads never wait for a branch's lock: they run on the HTTP thread,
   // unless they carry a ballot that raises the fence, which is stored
-  // before the answer (a new leader's sweep or probe): that waits for the
-  // database, so it goes to the decide lane.
+  // before the answer (a new leader's sweep or probe), or ask about a txid
+  // with no branch and no outcome record here, whose marker is read (a
+  // one-phase commit before a restart): those wait for the database, so
+  // they go to the decide lane.
   router.add(rest::Method::get, "/v1/branches/{txid}", [=, this](Request req, Replier reply) {
     auto txid = txid_of(req, reply);
     if (!txid) return;
     auto f = txn::Fence::from_query([&req](std::string_view k) { return req.query_param(k); });
     if (!f.ok()) return reply(invalid(400, f.status().message()));
-    if (fencing_.would_raise(f->ballot)) {
+    if (fencing_.would_raise(f->ballot) || (!table_.find(*txid) && !table_.outcome(*txid))) {
       return queue(reply, Lane::decide,
                    [this, t = *txid, x = std::move(*f)] { return status(t, x); });
     }

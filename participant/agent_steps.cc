@@ -280,6 +280,15 @@ StepAnswer Agent::batch(const std::string& txid, const txn::BatchRequest& r) {
     }
     answer.results.push_back(txn::StatementResult{true, std::move(x.rows), {}});
   }
+  if (r.one_phase) {
+    OnePhaseStep end = one_phase_locked(*slot, txid, slot->m.exec_count(), slot->m.digest());
+    after_step(*slot);
+    // Only an in-doubt COMMIT is refused here (503): the statements' results
+    // are lost with it, and a repeated commit-one-phase settles the outcome.
+    if (end.refusal) return std::move(*end.refusal);
+    answer.one_phase = std::move(end.answer);
+    return StepAnswer{200, answer.to_json()};
+  }
   bool busy = false;
   answer.vote = prepare_locked(*slot, txid, slot->m.exec_count(), slot->m.digest(), &busy);
   DTX_ASSERT(!busy, "a batch holds its branch's lock from its first statement to its vote");

@@ -15,6 +15,10 @@
 //   - end_read_only(), asked before prepare(), ends a branch that wrote
 //     nothing at once (a read_only vote: no marker, nothing prepared). It
 //     never says true of a branch that may have written.
+//   - commit_one_phase(), instead of prepare() for a transaction with this
+//     one participant, inserts the same marker row inside the branch and
+//     commits the branch's own transaction: no prepared state. The marker
+//     present means committed; absent (once the branch is gone), aborted.
 //   - commit()/abort() of a prepared branch are idempotent and report the
 //     outcome the database actually has (T6): a branch someone else rolled
 //     back reports aborted even to commit(); the caller raises the alarm.
@@ -87,6 +91,20 @@ class Resource {
   // branch: from here on it is addressed by txid. ok means vote yes; an error
   // (with *err) means vote no, and the branch is already rolled back.
   virtual Status prepare(std::unique_ptr<Branch> branch, DbError* err) = 0;
+
+  // The one-phase fast path, instead of prepare() (after end_read_only()
+  // said false): inserts the marker in the branch's own transaction and
+  // commits it (PostgreSQL: COMMIT, no PREPARE TRANSACTION; SQLite: COMMIT
+  // with synchronous=FULL, no agent WAL record). Takes the branch.
+  //   committed: the marker and the branch's writes are durable.
+  //   aborted (with *err): the branch was doomed, or the database refused
+  //     the COMMIT (serialization failure, deadlock, a constraint checked
+  //     at commit); it is rolled back.
+  //   an error: the answer to COMMIT was lost (the session broke): the
+  //     outcome is unknown here, and outcome_of() settles it from the
+  //     marker once the transaction can no longer change (Code::unavailable
+  //     until then).
+  virtual Result<Outcome> commit_one_phase(std::unique_ptr<Branch> branch, DbError* err) = 0;
 
   // Before prepare(): if the branch certainly wrote nothing, ends its
   // transaction (COMMIT: there is nothing to commit, and a serializable

@@ -5,8 +5,10 @@
 
 #include <condition_variable>
 #include <limits>
+#include <map>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "common/logging.h"
 #include "participant/pg/pg_session.h"
@@ -141,6 +143,9 @@ struct PgShared {
   // clean-up failed too: they voted no, and may be prepared all the same.
   std::set<std::string> orphans;
   std::chrono::steady_clock::time_point orphans_tried{};
+  // txids whose one-phase COMMIT lost its answer, and the backend it ran
+  // on: their outcome is the marker's once that backend is gone.
+  std::map<std::string, int> unsettled;
 
   // The branch of txid ended without being prepared: its session goes back.
   void end_branch(const std::string& txid, std::unique_ptr<PgSession> session) {
@@ -692,6 +697,98 @@ Result<bool> PgResource::end_read_only(std::unique_ptr<Branch>& branch, DbError*
   return true;
 }
 
+Result<Outcome> PgResource::commit_one_phase(std::unique_ptr<Branch> branch, DbError* err) {
+  DbError local;
+  DbError& e = err ? *err : local;
+  auto* b = dynamic_cast<PgBranch*>(branch.get());
+  if (b == nullptr) {
+    e = DbError{std::string(kRefusedByDtx), "not a PostgreSQL branch of this resource"};
+    return Outcome::aborted;
+  }
+  const std::string txid = b->txid();
+  const int pid = b->backend_pid();
+  std::unique_ptr<PgSession> s = b->take_session();
+  if (s == nullptr) {
+    e = DbError{std::string(kRefusedByDtx), "the branch was already rolled back"};
+    return Outcome::aborted;
+  }
+  bool marked = false;
+  Status committed = b->doomed() ? b->doom_status() : check_agent_lock();
+  if (b->doomed()) e = b->doom_error();
+  if (!committed.ok() && !b->doomed()) e = DbError{std::string(kRefusedByDtx), committed.message()};
+  if (committed.ok()) {
+    // As in prepare(): the marker goes in only on the backend BEGIN ran on (A1).
+    committed = s->mark_and_commit(
+        "INSERT INTO dtx_markers (cluster, agent, txid) SELECT $1, $2, $3 "
+        "WHERE pg_backend_pid() = $4",
+        {options_.cluster_id, options_.agent_name, txid, std::to_string(pid)}, &marked, &e);
+    if (committed.ok() && !marked) {
+      // Another backend answered: the branch's transaction died with its
+      // own backend, and nothing was committed.
+      committed = no_vote(&e, kSessionLost,
+                          fmt::format("the branch began on backend {}, and the session no longer "
+                                      "reaches it: nothing committed",
+                                      pid),
+                          Code::unavailable);
+    }
+  }
+  const bool lost = !committed.ok() && e.sqlstate == kSessionLost && marked == false &&
+                    !b->doomed() && s->broken();
+  if (!committed.ok() && !s->broken()) s->rollback_quietly();
+  shared_->end_branch(txid, std::move(s));
+  if (committed.ok()) {
+    txn_info(txid, "postgresql branch committed in one phase (marker written)");
+    return Outcome::committed;
+  }
+  if (!lost) {
+    txn_info(txid, "postgresql one-phase commit refused, rolled back: {} {}", e.sqlstate,
+             e.message);
+    return Outcome::aborted;
+  }
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->unsettled[txid] = pid;
+  }
+  txn_warn(txid, "postgresql one-phase COMMIT lost its answer ({}): settling from the marker",
+           e.message);
+  return settle_one_phase(txid, pid);
+}
+
+Result<Outcome> PgResource::settle_one_phase(const std::string& txid, int backend_pid) {
+  // Until the backend that ran the COMMIT is gone, its transaction may still
+  // commit: terminate it (it may sit idle, its client never heard of), wait
+  // for it to leave, then the marker tells.
+  std::optional<Outcome> outcome;
+  Status st = with_decision_session([&](PgSession& s) -> Status {
+    for (int i = 0; i < 50; ++i) {
+      auto r = s.exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = $1 "
+          "AND application_name = $2",
+          {std::to_string(backend_pid), fmt::format("dtx-agent {} branch", options_.agent_name)});
+      if (!r.ok()) return error(Code::unavailable, r.status().message());
+      if (r->empty()) {
+        auto marker = marker_exists(s, txid);
+        if (!marker.ok()) return error(Code::unavailable, marker.status().message());
+        outcome = *marker ? Outcome::committed : Outcome::aborted;
+        return ok_status();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return error(Code::unavailable, fmt::format("backend {} is still there", backend_pid));
+  });
+  if (!st.ok()) {
+    txn_warn(txid, "postgresql one-phase outcome not settled yet: {}", st.describe());
+    return error(Code::unavailable, "the one-phase commit's outcome is not settled yet: " +
+                                        st.message() + "; ask again");
+  }
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->unsettled.erase(txid);
+  }
+  txn_info(txid, "postgresql one-phase commit settled by the marker: {}", outcome_name(*outcome));
+  return *outcome;
+}
+
 Result<bool> PgResource::marker_exists(PgSession& s, const std::string& txid) {
   auto r = s.exec("SELECT 1 FROM dtx_markers WHERE cluster = $1 AND agent = $2 AND txid = $3",
                   {options_.cluster_id, options_.agent_name, txid});
@@ -787,6 +884,13 @@ Result<Outcome> PgResource::outcome_of(const std::string& txid) {
   DTX_RETURN_IF_ERROR(pg::check_name("txid", txid));
   DTX_RETURN_IF_ERROR(check_open());
   DTX_RETURN_IF_ERROR(check_not_active(txid));
+  std::optional<int> unsettled;
+  {
+    std::lock_guard lock(shared_->mu);
+    if (auto it = shared_->unsettled.find(txid); it != shared_->unsettled.end())
+      unsettled = it->second;
+  }
+  if (unsettled) return settle_one_phase(txid, *unsettled);
   std::optional<Outcome> outcome;
   Status st = with_decision_session([&](PgSession& s) -> Status {
     auto r = s.exec(

@@ -39,6 +39,18 @@
 //                 anything prepared without its marker is rolled back. The session
 //                 then goes back to the pool: the prepared transaction
 //                 belongs to the server.
+//   commit_one_phase()  the one-phase fast path, in one round trip: the
+//                 same marker row (only on the branch's own backend, A1),
+//                 then COMMIT, tag checked (A2); no PREPARE TRANSACTION.
+//                 A COMMIT refused by the server (40001, 40P01, a deferred
+//                 constraint) answers aborted with its SQLSTATE. A session
+//                 lost around the COMMIT leaves the outcome unknown: the
+//                 txid is remembered as unsettled with its backend pid, and
+//                 settle_one_phase() (also from outcome_of()) terminates
+//                 that backend if it is still there, waits until it is
+//                 gone, and then reads the marker. (A reused pid could
+//                 only be another dtx branch session of this agent's: that
+//                 branch then votes no.)
 //   commit()/     COMMIT PREPARED / ROLLBACK PREPARED on a free pool session,
 //   abort()       or the control session when none is free. "No such
 //                 prepared transaction" (42704) is settled by the marker
@@ -174,6 +186,7 @@ class PgResource final : public Resource {
   // read-looking branches only; what they save is PREPARE, the marker and
   // COMMIT PREPARED.
   Result<bool> end_read_only(std::unique_ptr<Branch>& branch, DbError* err) override;
+  Result<Outcome> commit_one_phase(std::unique_ptr<Branch> branch, DbError* err) override;
   Result<Outcome> commit(const std::string& txid) override;
   Result<Outcome> abort(const std::string& txid) override;
   // commit(), abort() and outcome_of() answer Code::failed_precondition
@@ -227,6 +240,10 @@ class PgResource final : public Resource {
   Status with_decision_session(const std::function<Status(pg::PgSession&)>& f);
   Result<bool> marker_exists(pg::PgSession& s, const std::string& txid);
   Result<Outcome> decide(const std::string& txid, Outcome wanted);
+  // A one-phase COMMIT whose answer was lost (see commit_one_phase()):
+  // committed or aborted once the branch's backend is gone, else
+  // Code::unavailable (asked again later).
+  Result<Outcome> settle_one_phase(const std::string& txid, int backend_pid);
 
   const PgOptions options_;
   std::shared_ptr<pg::PgShared> shared_;  // the pool and the txid sets; branches share it

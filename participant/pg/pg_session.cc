@@ -371,6 +371,11 @@ Status PgSession::mark_and_prepare(std::string_view marker_sql,
                       "PREPARE TRANSACTION", kNothingPrepared, marked, err);
 }
 
+Status PgSession::mark_and_commit(std::string_view marker_sql, const std::vector<TextParam>& params,
+                                  bool* marked, DbError* err) {
+  return mark_and_end(marker_sql, params, "COMMIT", "COMMIT", kNothingCommitted, marked, err);
+}
+
 Status PgSession::ping(std::chrono::milliseconds timeout) {
   if (broken_now()) return lost("the session broke earlier", nullptr);
   // libpq's asynchronous calls, so the wait is bounded on this side even

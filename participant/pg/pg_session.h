@@ -99,6 +99,15 @@ class PgSession {
   Status mark_and_prepare(std::string_view marker_sql, const std::vector<TextParam>& params,
                           std::string_view gid, bool* marked, DbError* err);
 
+  // The marker row and COMMIT in one round trip (the one-phase fast path),
+  // as mark_and_prepare(): ok only if the tag is exactly "COMMIT"; *marked
+  // says whether the marker statement changed exactly one row. A COMMIT
+  // the server refused (serialization failure, deferred constraint) fills
+  // *err with its SQLSTATE and the transaction is rolled back;
+  // kSessionLost: the outcome is unknown (the COMMIT may have been sent).
+  Status mark_and_commit(std::string_view marker_sql, const std::vector<TextParam>& params,
+                         bool* marked, DbError* err);
+
   // SELECT 1, answered within `timeout` (client side). Code::timeout when
   // it was not (the session is then broken: a query still in flight cannot
   // be abandoned); Code::unavailable when the session is lost.

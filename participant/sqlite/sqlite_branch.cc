@@ -187,6 +187,30 @@ Status SqliteBranch::finish_read_only() {
   return ok_status();
 }
 
+Status SqliteBranch::finish_commit(DbError* err) {
+  assert(state_ == State::active);
+  end_session();
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK) {
+    state_ = State::finished;
+    owner_->release_writer();
+    return ok_status();
+  }
+  *err = last_error(db_);
+  const int primary = sqlite3_extended_errcode(db_) & 0xff;
+  if (primary == SQLITE_CONSTRAINT || primary == SQLITE_BUSY || primary == SQLITE_LOCKED) {
+    // Refused, nothing written: the transaction is still open (or was
+    // rolled back by SQLite); roll it back and free the write lock.
+    logging::txn_info(txid_, "COMMIT refused ({}: {}): rolling back", err->sqlstate, err->message);
+    rollback();
+    return error(Code::failed_precondition, err->sqlstate + ": " + err->message);
+  }
+  Status f = error(Code::io_error, fmt::format("txid={}: one-phase COMMIT: {}: {}", txid_,
+                                               err->sqlstate, err->message));
+  state_ = State::finished;
+  owner_->fail(f);  // W5: never retried; the marker tells after the restart
+  return f;
+}
+
 void SqliteBranch::rollback() {
   if (state_ != State::active) return;
   end_session();

@@ -49,6 +49,13 @@ class SqliteBranch final : public Branch {
   // Ends a branch that wrote nothing with COMMIT and frees the write lock.
   // An error: it was rolled back instead (or the resource failed).
   Status finish_read_only();
+  // The one-phase fast path, once the marker row is in: COMMIT, and the
+  // write lock is free. Code::failed_precondition (with *err): SQLite
+  // refused the COMMIT (a deferred constraint, busy) and the branch is
+  // rolled back. Code::io_error: the COMMIT failed in I/O, its durability
+  // is unknown; the resource stops (W5) and the marker settles it after
+  // the restart.
+  Status finish_commit(DbError* err);
 
  private:
   enum class State { active, handed_over, rolled_back, finished };

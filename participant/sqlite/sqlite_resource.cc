@@ -518,6 +518,54 @@ Result<bool> SqliteResource::end_read_only(std::unique_ptr<Branch>& branch, DbEr
   return true;
 }
 
+Status SqliteResource::insert_marker(sqlite3* db, const std::string& txid, DbError* err) {
+  auto ins = prepare_internal(db, "INSERT INTO main.dtx_markers(txid, created_at) VALUES(?1, ?2)");
+  if (!ins.ok()) {
+    *err = DbError{std::string(kPrepareFailed), ins.status().message()};
+    return ins.status();
+  }
+  sqlite3_bind_text64(ins->get(), 1, txid.data(), txid.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
+  sqlite3_bind_int64(ins->get(), 2, unix_now_ms());
+  if (sqlite3_step(ins->get()) != SQLITE_DONE) {
+    *err = last_error(db);
+    return error(Code::failed_precondition, err->sqlstate + ": " + err->message);
+  }
+  return ok_status();
+}
+
+Result<Outcome> SqliteResource::commit_one_phase(std::unique_ptr<Branch> branch, DbError* err) {
+  DbError ignored;
+  if (err == nullptr) err = &ignored;
+  auto* b = dynamic_cast<SqliteBranch*>(branch.get());
+  if (b == nullptr || b->owner() != this) {
+    *err = DbError{std::string(kRefusedByDtx), "not a branch of " + describe()};
+    return Outcome::aborted;
+  }
+  const std::string txid = b->txid();
+  auto aborted = [&](DbError e) {
+    *err = std::move(e);
+    b->rollback();
+    logging::txn_info(txid, "one-phase commit: aborted: {}: {}", err->sqlstate, err->message);
+    return Outcome::aborted;
+  };
+  if (!b->active()) {
+    return aborted(DbError{std::string(kRefusedByDtx), "the branch is no longer active"});
+  }
+  if (b->doomed()) return aborted(b->doom_error());
+  {
+    std::lock_guard lk(mu_);
+    if (!failed_.ok()) return aborted(DbError{std::string(kPrepareFailed), failed_.message()});
+  }
+  // The marker row, in the branch's own transaction: present means committed.
+  if (DbError e; !insert_marker(b->db(), txid, &e).ok()) return aborted(std::move(e));
+  Status s = b->finish_commit(err);
+  if (s.code() == Code::failed_precondition) return Outcome::aborted;  // rolled back
+  if (!s.ok()) return s;  // unknown until the restart: the marker tells
+  hook("one_phase_committed", txid);
+  logging::txn_info(txid, "committed in one phase (marker written, no agent WAL record)");
+  return Outcome::committed;
+}
+
 Status SqliteResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
   DbError ignored;
   if (err == nullptr) err = &ignored;
@@ -546,16 +594,7 @@ Status SqliteResource::prepare(std::unique_ptr<Branch> branch, DbError* err) {
   sqlite3* db = b->db();
 
   // The marker row (A3/A5): present after a crash means committed.
-  {
-    auto ins =
-        prepare_internal(db, "INSERT INTO main.dtx_markers(txid, created_at) VALUES(?1, ?2)");
-    if (!ins.ok()) return dtx_no(Code::internal, kPrepareFailed, ins.status().message());
-    sqlite3_bind_text64(ins->get(), 1, txid.data(), txid.size(), SQLITE_TRANSIENT, SQLITE_UTF8);
-    sqlite3_bind_int64(ins->get(), 2, unix_now_ms());
-    if (sqlite3_step(ins->get()) != SQLITE_DONE) {
-      return no(Code::failed_precondition, last_error(db));
-    }
-  }
+  if (DbError e; !insert_marker(db, txid, &e).ok()) return no(Code::failed_precondition, e);
   // COMMIT checks deferred foreign keys; after a yes vote it must not fail.
   int deferred = 0, highwater = 0;
   sqlite3_db_status(db, SQLITE_DBSTATUS_DEFERRED_FKS, &deferred, &highwater, 0);

@@ -30,6 +30,13 @@
 //                 PREPARED{txid, redo, undo} to the agent WAL and waits for
 //                 its fsync, then votes yes with the SQLite transaction still
 //                 open: the write lock stays held until the decision.
+//   commit_one_phase()  the one-phase fast path, instead of prepare():
+//                 inserts the same marker row and COMMITs at once
+//                 (synchronous=FULL in WAL mode makes it durable). No
+//                 changeset, no agent WAL record: there is nothing to redo,
+//                 and the marker row says it committed. A COMMIT SQLite
+//                 refuses (a deferred foreign key) rolls back: aborted. An
+//                 I/O error in COMMIT stops the resource (W5).
 //   commit()      COMMIT (synchronous=FULL makes it durable), then appends
 //                 COMMITTED without waiting: the marker row is the proof.
 //   abort()       ROLLBACK, then ABORTED.
@@ -155,7 +162,8 @@ struct SqliteOptions {
   // Tests only: called at named points with the txid, so a test can crash
   // the process there. Points: "prepared_durable" (PREPARED fsync'd, before
   // the yes vote), "db_committed" (after COMMIT, before COMMITTED is
-  // appended), "db_rolled_back" (after ROLLBACK, before ABORTED).
+  // appended), "db_rolled_back" (after ROLLBACK, before ABORTED),
+  // "one_phase_committed" (after a one-phase COMMIT, before the answer).
   std::function<void(std::string_view point, const std::string& txid)> test_hook;
   // open() refuses a database whose synchronous does not read back FULL
   // unless this is set (then it warns): tests and throwaway set-ups only.
@@ -180,6 +188,7 @@ class SqliteResource final : public Resource {
   // Read-only: no row changed since BEGIN (sqlite3_total_changes64) and an
   // empty changeset; then COMMIT and the write lock is free at once.
   Result<bool> end_read_only(std::unique_ptr<Branch>& branch, DbError* err) override;
+  Result<Outcome> commit_one_phase(std::unique_ptr<Branch> branch, DbError* err) override;
   Result<Outcome> commit(const std::string& txid) override;
   Result<Outcome> abort(const std::string& txid) override;
   Result<Outcome> outcome_of(const std::string& txid) override;
@@ -222,6 +231,8 @@ class SqliteResource final : public Resource {
   // conflict.
   Result<Held> redo(const std::string& txid, const std::vector<uint8_t>& redo);
   Result<bool> marker_exists(const std::string& txid);
+  // Inserts txid's marker row in the transaction on db.
+  static Status insert_marker(sqlite3* db, const std::string& txid, DbError* err);
   Result<Outcome> decide(const std::string& txid, bool commit);
   // After a decision: hands the write lock to the next queued branch or
   // frees it, and truncates the WAL.

@@ -499,6 +499,202 @@ TEST_P(AgentProtocol, an_inquiry_answer_carries_the_watermark_to_the_agent) {
   EXPECT_EQ(i->watermark, w);
 }
 
+// --- the one-phase fast path (issue 11) -------------------------------------------
+
+// A transaction with one participant commits in one round trip: no PREPARE,
+// the marker committed with the branch's writes, nothing left in doubt.
+TEST_P(AgentProtocol, a_one_phase_commit_commits_the_row_and_prepares_nothing) {
+  start_agent();
+  const std::string t = tx("one-phase");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-25}, int64_t{1}})->status, 200);
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{25}, int64_t{2}})->status, 200);
+  OnePhase c = commit_one_phase(t);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::committed) << c.body;
+  EXPECT_FALSE(c.answer.read_only);
+  // Durable and visible once answered: the rows and the marker, read
+  // directly from the database.
+  EXPECT_EQ(balance(1), 75);
+  EXPECT_EQ(balance(2), 125);
+  EXPECT_TRUE(has_marker(t)) << "the marker is in the database after the answer";
+  EXPECT_EQ(pg_prepared_of_agent(), 0) << "no PREPARE TRANSACTION";
+  EXPECT_TRUE(listed(std::nullopt).empty()) << "the agent holds nothing";
+  EXPECT_TRUE(database_free()) << "session and locks are free at once";
+  // A repeat answers from the outcome record, and runs nothing.
+  c = commit_one_phase(t);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::committed);
+  auto [status, st] = branch_status(t);
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(st->state, txn::BranchState::committed);
+  EXPECT_EQ(st->outcome, Outcome::committed);
+  EXPECT_EQ(metric("one_phase_committed_total"), 1);
+  EXPECT_EQ(metric("votes_yes_total"), 0);
+  EXPECT_EQ(balance(1), 75);
+}
+
+// The coordinator may lose the answer: the marker settles it, also after a
+// kill -9 of the agent right after the commit; a branch killed before its
+// commit-one-phase never committed.
+TEST_P(AgentProtocol, a_lost_one_phase_answer_is_settled_by_the_marker_after_a_kill9) {
+  start_agent();
+  const std::string done = tx("committed"), cut = tx("killed-before");
+  ASSERT_EQ(exec(done, transfer_sql(), {int64_t{-7}, int64_t{1}})->status, 200);
+  ASSERT_EQ(commit_one_phase(done).answer.outcome, Outcome::committed);
+  ASSERT_EQ(exec(cut, transfer_sql(), {int64_t{-9}, int64_t{2}})->status, 200);
+  kill9();
+  start_agent();
+  EXPECT_EQ(balance(1), 93);
+  EXPECT_EQ(balance(2), 100) << "the active branch died with the agent";
+  // GET first (a new leader's probe before it presumes an abort), then the
+  // repeat.
+  auto [status, st] = branch_status(done);
+  ASSERT_EQ(status, 200) << "the marker says it committed";
+  EXPECT_EQ(st->state, txn::BranchState::committed);
+  EXPECT_EQ(st->outcome, Outcome::committed);
+  EXPECT_EQ(branch_status(cut).first, 404) << "no trace of a branch that never committed";
+  OnePhase c = commit_one_phase(done);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::committed);
+  c = commit_one_phase(cut);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::aborted);
+  EXPECT_FALSE(c.answer.reason.message.empty());
+  // Once answered aborted it stays so: a late first exec opens nothing.
+  EXPECT_EQ(exec(cut, transfer_sql(), {int64_t{-9}, int64_t{2}})->error_code(), "not_active");
+  c = commit_one_phase(done);
+  EXPECT_EQ(c.answer.outcome, Outcome::committed);
+  EXPECT_EQ(balance(1), 93);
+  EXPECT_EQ(balance(2), 100);
+  EXPECT_EQ(pg_prepared_of_agent(), 0);
+}
+
+TEST_P(AgentProtocol, a_one_phase_commit_is_fenced_like_prepare) {
+  start_agent();
+  const std::string t = tx("fenced");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-3}, int64_t{1}})->status, 200);
+  txn::Fence probe = fence();
+  probe.ballot = txn::BallotId{2, 1};
+  ASSERT_EQ(client_->get(addr(), txn::branch_path(t, probe), 5000)->status, 200);
+  OnePhase c = commit_one_phase(t);
+  EXPECT_EQ(c.status, 409) << c.body;
+  EXPECT_EQ(c.code, "stale_ballot");
+  txn::PrepareRequest other{fence(), seq_[t], digest_[t]};
+  other.fence.agent_id = "someone-else";
+  other.fence.ballot = txn::BallotId{2, 1};
+  auto r = post(txn::branch_step_path(t, "commit-one-phase"), json::serialize(other.to_json()));
+  EXPECT_EQ(r->error_code(), "wrong_agent") << r->body;
+  EXPECT_FALSE(has_marker(t));
+  EXPECT_EQ(balance(1), 100);
+  EXPECT_EQ(metric("one_phase_committed_total"), 0);
+}
+
+TEST_P(AgentProtocol, a_one_phase_commit_with_another_exec_count_or_digest_aborts) {
+  start_agent();
+  const std::string t = tx("mismatch"), d = tx("digest");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-4}, int64_t{1}})->status, 200);
+  OnePhase c = commit_one_phase(t, 2);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::aborted);
+  EXPECT_EQ(c.answer.reason.sqlstate, kRefusedByDtx) << c.answer.reason.message;
+  EXPECT_EQ(commit_one_phase(t).answer.outcome, Outcome::aborted) << "a repeat: the same answer";
+  ASSERT_EQ(exec(d, transfer_sql(), {int64_t{-4}, int64_t{1}})->status, 200);
+  digest_[d] ^= 1;
+  EXPECT_EQ(commit_one_phase(d).answer.outcome, Outcome::aborted);
+  EXPECT_FALSE(has_marker(t));
+  EXPECT_FALSE(has_marker(d));
+  EXPECT_EQ(balance(1), 100);
+  EXPECT_TRUE(database_free()) << "rolled back at once";
+  EXPECT_EQ(metric("one_phase_aborted_total"), 2);
+}
+
+TEST_P(AgentProtocol, a_one_phase_commit_the_database_refuses_aborts_with_its_reason) {
+  start_agent();
+  // A deferred foreign key is checked at COMMIT only.
+  const std::string refs = table_ + "_refs";
+  if (db_ == Db::postgres) {
+    sql_setup("CREATE TABLE " + refs + " (id integer PRIMARY KEY, acct integer REFERENCES " +
+              table_ + " (id) DEFERRABLE INITIALLY DEFERRED)");
+  } else {
+    sql_setup("CREATE TABLE " + refs + " (id INTEGER PRIMARY KEY, acct INTEGER REFERENCES " +
+              table_ + " (id) DEFERRABLE INITIALLY DEFERRED)");
+  }
+  const std::string t = tx("refused-at-commit");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-2}, int64_t{1}})->status, 200);
+  ASSERT_EQ(
+      exec(t, "INSERT INTO " + refs + " (id, acct) VALUES ($1, $2)", {int64_t{1}, int64_t{99}})
+          ->status,
+      200);
+  OnePhase c = commit_one_phase(t);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::aborted);
+  EXPECT_EQ(c.answer.reason.sqlstate,
+            db_ == Db::postgres ? "23503" : "SQLITE_CONSTRAINT_FOREIGNKEY")
+      << c.answer.reason.message;
+  EXPECT_FALSE(has_marker(t)) << "the marker went with the rest";
+  EXPECT_EQ(balance(1), 100);
+  EXPECT_TRUE(database_free());
+  EXPECT_EQ(commit_one_phase(t).answer.outcome, Outcome::aborted);
+  if (db_ == Db::postgres) sql_setup("DROP TABLE " + refs);
+}
+
+TEST_P(AgentProtocol, a_branch_that_wrote_nothing_commits_in_one_phase_with_no_marker) {
+  start_agent();
+  const std::string t = tx("read-only");
+  ASSERT_EQ(exec(t, "SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}})->status, 200);
+  OnePhase c = commit_one_phase(t);
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.answer.outcome, Outcome::committed);
+  EXPECT_TRUE(c.answer.read_only);
+  EXPECT_FALSE(has_marker(t));
+  EXPECT_TRUE(database_free());
+  c = commit_one_phase(t);
+  EXPECT_TRUE(c.answer.read_only) << "a repeat: the same answer";
+  auto [status, st] = branch_status(t);
+  ASSERT_EQ(status, 200);
+  EXPECT_TRUE(st->read_only);
+  EXPECT_EQ(metric("one_phase_read_only_total"), 1);
+}
+
+TEST_P(AgentProtocol, a_one_phase_batch_runs_and_commits_in_one_round_trip) {
+  start_agent();
+  const std::string t = tx("one-phase-batch");
+  txn::BatchRequest b{fence(),
+                      {{transfer_sql(), {int64_t{-10}, int64_t{1}}},
+                       {transfer_sql(), {int64_t{10}, int64_t{2}}},
+                       {"SELECT v FROM " + table_ + " WHERE id = $1", {int64_t{1}}}},
+                      /*one_phase=*/true};
+  auto r = post(txn::branch_step_path(t, "batch"), json::serialize(b.to_json()));
+  ASSERT_EQ(r->status, 200) << r->body;
+  auto a = txn::BatchAnswer::from_json(*r->json_body());
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(a->one_phase.has_value()) << r->body;
+  EXPECT_EQ(a->one_phase->outcome, Outcome::committed) << r->body;
+  ASSERT_EQ(a->results.size(), 3u);
+  EXPECT_EQ(a->results[2].rows.rows, (std::vector<std::vector<SqlValue>>{{int64_t{90}}}));
+  EXPECT_EQ(balance(1), 90) << "committed, nothing to decide";
+  EXPECT_EQ(balance(2), 110);
+  EXPECT_TRUE(has_marker(t));
+  EXPECT_EQ(pg_prepared_of_agent(), 0);
+  EXPECT_EQ(commit_one_phase(t, 3).answer.outcome, Outcome::committed) << "asked again";
+  // An error stops the batch: aborted, with the statement's reason.
+  const std::string bad = tx("one-phase-batch-fails");
+  txn::BatchRequest fails{
+      fence(),
+      {{transfer_sql(), {int64_t{-1}, int64_t{2}}}, {transfer_sql(), {int64_t{-500}, int64_t{1}}}},
+      true};
+  r = post(txn::branch_step_path(bad, "batch"), json::serialize(fails.to_json()));
+  ASSERT_EQ(r->status, 200) << r->body;
+  a = txn::BatchAnswer::from_json(*r->json_body());
+  ASSERT_TRUE(a.ok() && a->one_phase) << r->body;
+  EXPECT_EQ(a->one_phase->outcome, Outcome::aborted);
+  EXPECT_EQ(a->one_phase->reason.sqlstate, a->results[1].error.sqlstate);
+  EXPECT_FALSE(has_marker(bad));
+  EXPECT_EQ(balance(1), 90);
+  EXPECT_EQ(balance(2), 110);
+  EXPECT_TRUE(database_free());
+}
+
 INSTANTIATE_TEST_SUITE_P(Db, AgentProtocol, ::testing::Values(Db::postgres, Db::sqlite),
                          [](const ::testing::TestParamInfo<Db>& i) {
                            return i.param == Db::postgres ? "postgres" : "sqlite";

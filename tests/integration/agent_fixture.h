@@ -283,6 +283,52 @@ class AgentFixture : public ::testing::TestWithParam<Db> {
     auto a = txn::DecisionAnswer::from_json(*r->json_body());
     return a.ok() ? txn::outcome_name(a->outcome) : "error";
   }
+  // commit-one-phase of txid with the exec count and digest of the test's
+  // execs (or `count` execs): the HTTP status, and the answer (200) or the
+  // error code.
+  struct OnePhase {
+    int status = 0;
+    std::string code;  // the error's, when not 200
+    txn::OnePhaseAnswer answer;
+    std::string body;
+  };
+  OnePhase commit_one_phase(const std::string& txid, std::optional<uint64_t> count = std::nullopt) {
+    txn::PrepareRequest req{fence(), count.value_or(seq_[txid]), digest_[txid]};
+    auto r = post(txn::branch_step_path(txid, "commit-one-phase"), json::serialize(req.to_json()));
+    OnePhase out;
+    if (!r.ok()) {
+      out.code = r.status().describe();
+      return out;
+    }
+    out.status = r->status;
+    out.body = r->body;
+    if (r->status != 200) {
+      out.code = r->error_code();
+      return out;
+    }
+    auto a = txn::OnePhaseAnswer::from_json(*r->json_body());
+    if (a.ok()) out.answer = *a;
+    return out;
+  }
+  // GET /v1/branches/{txid} (no fencing parameters): the status, and the
+  // branch's state when 200.
+  std::pair<int, std::optional<txn::BranchStatus>> branch_status(const std::string& txid) {
+    auto r = client_->get(addr(), txn::branch_path(txid), 5000);
+    if (!r.ok()) return {0, std::nullopt};
+    if (r->status != 200) return {r->status, std::nullopt};
+    auto s = txn::BranchStatus::from_json(*r->json_body());
+    if (!s.ok()) return {r->status, std::nullopt};
+    return {r->status, *s};
+  }
+  // PostgreSQL transactions prepared by this agent (pg_prepared_xacts); 0 on SQLite.
+  int64_t pg_prepared_of_agent() {
+    if (db_ != Db::postgres) return 0;
+    pqxx::nontransaction n(*pg_);
+    return n
+        .exec("SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE " +
+              n.quote("%:" + name_))[0][0]
+        .as<int64_t>();
+  }
   // The agent's counter `name` from /metrics; -1 if absent.
   int64_t metric(const std::string& name) {
     auto r = client_->get(addr(), "/metrics", 5000);

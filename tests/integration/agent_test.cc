@@ -383,6 +383,40 @@ TEST_P(SqliteAgent, kill9_between_the_database_commit_and_the_agents_record) {
   EXPECT_EQ(decide(t, "commit"), "committed");
 }
 
+// The answer to a one-phase commit is lost with the agent, killed right
+// after SQLite's COMMIT: the marker answers the repeat and the probe.
+TEST_P(SqliteAgent, kill9_right_after_a_one_phase_commit_is_answered_from_the_marker) {
+  start_agent();
+  const std::string t = tx("one-phase-crash");
+  ASSERT_EQ(exec(t, transfer_sql(), {int64_t{-15}, int64_t{1}})->status, 200);
+  // No way to set the crash point in a running agent: this branch dies
+  // with it, and the next agent, started with the crash point, runs one
+  // that commits.
+  kill9();
+  ::setenv("DTX_AGENT_TEST_CRASH_AT", "one_phase_committed", 1);
+  start_agent();
+  ::unsetenv("DTX_AGENT_TEST_CRASH_AT");
+  const std::string c = tx("one-phase-crash-2");
+  ASSERT_EQ(exec(c, transfer_sql(), {int64_t{-15}, int64_t{1}})->status, 200);
+  OnePhase lost = commit_one_phase(c);
+  EXPECT_NE(lost.status, 200) << "the agent died before answering: " << lost.body;
+  auto st = agent_.wait(10s);
+  ASSERT_TRUE(st.has_value()) << "the crash point was not reached\n" << agent_.log();
+  EXPECT_EQ(balance(1), 85) << "SQLite committed before the crash";
+  start_agent();
+  auto [status, probe] = branch_status(c);
+  ASSERT_EQ(status, 200) << "the marker says it committed";
+  EXPECT_EQ(probe->outcome, Outcome::committed);
+  OnePhase again = commit_one_phase(c);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.answer.outcome, Outcome::committed);
+  again = commit_one_phase(t);
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_EQ(again.answer.outcome, Outcome::aborted) << "killed before its commit-one-phase";
+  EXPECT_TRUE(listed(std::nullopt).empty());
+  EXPECT_EQ(balance(1), 85) << "committed once";
+}
+
 INSTANTIATE_TEST_SUITE_P(Db, SqliteAgent, ::testing::Values(Db::sqlite),
                          [](const ::testing::TestParamInfo<Db>&) { return std::string("sqlite"); });
 

@@ -50,6 +50,8 @@ struct FakeLog {
   txn::BallotId fence;            // the stored fence (survives an agent's restart)
   int fence_saves = 0;
   bool fence_store_fails = false;
+  // commit_one_phase() commits, and then its answer is lost (Code::unavailable).
+  bool one_phase_answer_lost = false;
 };
 
 class FakeBranch : public Branch {
@@ -99,6 +101,12 @@ class FakeResource : public Resource {
     log_.read_only.insert(b->txid());
     b.reset();
     return true;
+  }
+  Result<Outcome> commit_one_phase(std::unique_ptr<Branch> b, DbError*) override {
+    std::lock_guard lock(log_.mu);
+    log_.committed.insert(b->txid());
+    if (log_.one_phase_answer_lost) return error(Code::unavailable, "the session broke at COMMIT");
+    return Outcome::committed;
   }
   Result<Outcome> commit(const std::string& txid) override {
     std::lock_guard lock(log_.mu);
@@ -438,6 +446,39 @@ TEST(LanePool, queues_are_bounded_and_a_lane_runs_its_jobs_in_order) {
   pool.stop();  // runs what is queued, then joins
   EXPECT_EQ(ran, (std::vector<int>{1, 2}));
   EXPECT_FALSE(pool.submit(0, [] {})) << "stopped";
+}
+
+// A one-phase COMMIT whose answer was lost may have committed: the branch
+// is in doubt, nothing may abort it, and a repeat settles it from the marker.
+TEST_F(InProcess, a_one_phase_commit_whose_answer_was_lost_is_never_presumed_aborted) {
+  const std::string t = tx(40);
+  ASSERT_EQ(exec(t, 1).status, 200);
+  {
+    std::lock_guard lock(log_.mu);
+    log_.one_phase_answer_lost = true;
+  }
+  const txn::PrepareRequest req{fence(), 1, digest_[t]};
+  StepAnswer a = agent_->commit_one_phase(t, req);
+  EXPECT_EQ(a.status, 503);
+  EXPECT_EQ(a.body.at("error").at("code").as_string(), "unavailable");
+  auto s = txn::BranchStatus::from_json(agent_->status(t).body);
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->busy) << "a probe must not take it for an active branch to abort";
+  a = agent_->decide(t, Outcome::aborted, txn::DecisionRequest{fence()});
+  EXPECT_EQ(a.status, 409) << "never rolled back: it may have committed";
+  EXPECT_EQ(exec(t, 2).status, 409);
+  advance_ticks(200);
+  EXPECT_EQ(state_of(t), "active") << "no idle abort either";
+  a = agent_->commit_one_phase(t, req);
+  ASSERT_EQ(a.status, 200);
+  auto o = txn::OnePhaseAnswer::from_json(a.body);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->outcome, Outcome::committed) << "settled by the marker";
+  EXPECT_EQ(agent_->branches_held(), 0u);
+  EXPECT_EQ(agent_->counters().one_phase_in_doubt, 1u);
+  EXPECT_EQ(agent_->counters().one_phase_committed, 1u);
+  std::lock_guard lock(log_.mu);
+  EXPECT_FALSE(log_.rolled_back.count(t));
 }
 
 }  // namespace
