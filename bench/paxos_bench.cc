@@ -82,7 +82,8 @@ double percentile(std::vector<int64_t>& v, double p) {
 
 class DtxCluster {
  public:
-  DtxCluster(const std::string& dir, uint32_t window) : dir_(dir) {
+  DtxCluster(const std::string& dir, uint32_t window, const std::vector<std::string>& kv_args)
+      : dir_(dir) {
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
     write(dir_ + "/secret", "bench-cluster-secret-0123456789");
@@ -95,28 +96,29 @@ class DtxCluster {
       http += (i > 1 ? "," : "") + std::to_string(i) + "=" + http_.back();
     }
     for (int i = 1; i <= 3; ++i) {
-      procs_.push_back(testing::Process::spawn(testing::bin_dir() + "/dtx-paxos-kv",
-                                               {"--id",
-                                                std::to_string(i),
-                                                "--cluster",
-                                                "1",
-                                                "--replicas",
-                                                replicas,
-                                                "--http",
-                                                http,
-                                                "--data",
-                                                dir_ + "/data" + std::to_string(i),
-                                                "--secret-file",
-                                                dir_ + "/secret",
-                                                "--token-file",
-                                                dir_ + "/token",
-                                                "--bootstrap",
-                                                "--log-level",
-                                                "warn",
-                                                "--snapshot-every",
-                                                "100000",
-                                                "--window",
-                                                std::to_string(window)},
+      std::vector<std::string> args = {"--id",
+                                       std::to_string(i),
+                                       "--cluster",
+                                       "1",
+                                       "--replicas",
+                                       replicas,
+                                       "--http",
+                                       http,
+                                       "--data",
+                                       dir_ + "/data" + std::to_string(i),
+                                       "--secret-file",
+                                       dir_ + "/secret",
+                                       "--token-file",
+                                       dir_ + "/token",
+                                       "--bootstrap",
+                                       "--log-level",
+                                       "warn",
+                                       "--snapshot-every",
+                                       "100000",
+                                       "--window",
+                                       std::to_string(window)};
+      args.insert(args.end(), kv_args.begin(), kv_args.end());
+      procs_.push_back(testing::Process::spawn(testing::bin_dir() + "/dtx-paxos-kv", args,
                                                dir_ + "/log" + std::to_string(i)));
     }
   }
@@ -233,6 +235,7 @@ int main(int argc, char** argv) {
   size_t value_bytes = 100;
   bool skip_etcd = false;
   uint32_t window = 0;
+  std::vector<std::string> kv_args;
   std::string etcd_script = "bench/baselines/etcd.sh";
   app.add_option("--dir", dir, "scratch directory on the disk to measure")->default_val(dir);
   app.add_option("--clients", clients, "client counts")->delimiter(',')->default_str("1,16,64,256");
@@ -240,13 +243,15 @@ int main(int argc, char** argv) {
   app.add_option("--value-bytes", value_bytes, "bytes per value")->default_val(value_bytes);
   app.add_option("--etcd-script", etcd_script, "the etcd cluster script")->default_val(etcd_script);
   app.add_option("--window", window, "dtx Paxos window (0: default)");
+  app.add_option("--kv-arg", kv_args, "an extra argument for every dtx-paxos-kv (repeat)")
+      ->allow_extra_args(false);
   app.add_flag("--skip-etcd", skip_etcd, "measure dtx only (no baseline: no ratios)");
   CLI11_PARSE(app, argc, argv);
   spdlog::set_level(spdlog::level::warn);
 
   std::filesystem::create_directories(dir);
   const std::string abs_dir = std::filesystem::absolute(dir).string();
-  DtxCluster dtx(abs_dir + "/dtx", window);
+  DtxCluster dtx(abs_dir + "/dtx", window, kv_args);
   rest::ClientOptions co;
   co.bearer_token = kToken;
   rest::Client probe(co);

@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
   int tick_ms = 10;
   uint64_t snapshot_every = 20000;
   uint32_t window = 0;
+  bool sync_on_loop = true;
   app.add_option("--id", id, "this replica's id")->required();
   app.add_option("--cluster", cluster, "cluster id")->required();
   app.add_option("--replicas", replicas_spec, "every replica: id=host:port,... (Paxos transport)")
@@ -129,6 +130,10 @@ int main(int argc, char** argv) {
   app.add_option("--snapshot-every", snapshot_every, "slots between snapshots")
       ->default_val(snapshot_every);
   app.add_option("--window", window, "Paxos slots in flight (0: the node's default)");
+  app.add_option("--sync-on-loop", sync_on_loop,
+                 "fdatasync a lone persist on the node's loop thread (false: always on the "
+                 "log's flusher thread)")
+      ->default_val(sync_on_loop);
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")->default_val("info");
   CLI11_PARSE(app, argc, argv);
 
@@ -162,6 +167,7 @@ int main(int argc, char** argv) {
   no.tick_ms = tick_ms;
   no.snapshot_every_slots = snapshot_every;
   if (window > 0) no.tuning.window_slots = window;
+  no.sync_on_loop = sync_on_loop;
   NodeCallbacks cb;
   cb.apply = [kv](const AppliedEntry& e) {
     if (e.kind == AppliedEntry::Kind::command) kv->apply(*e.command);

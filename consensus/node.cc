@@ -187,12 +187,28 @@ void Node::send(const Message& m) {
 
 void Node::persist(const Ready& ready) {
   const uint64_t id = ready.persist_id;
-  storage_->persist(ready, [this, id] {
-    // On the loop (the storage's callback executor).
-    if (stopping_) return;
-    exec_->on_persisted(id);
-    after_step();
-  });
+  // A follower's acceptances are synced on the loop when the log is idle:
+  // the 2b leaves right after the fdatasync, with no hand-off to the log's
+  // flusher thread and back, and 2a messages that arrive meanwhile are
+  // read together afterwards and synced as one batch. A leader does so only
+  // when this persist is all it has to do (one slot open, nothing queued):
+  // otherwise its loop keeps counting votes, applying and answering while
+  // the flusher thread syncs.
+  bool on_loop = false;
+  if (opt_.sync_on_loop) {
+    const ReplicaStatus s = exec_->core().status();
+    on_loop =
+        s.role != Role::leader || (s.last_slot <= s.commit_index + 1 && s.pending_commands == 0);
+  }
+  storage_->persist(
+      ready,
+      [this, id] {
+        // On the loop (the storage's callback executor).
+        if (stopping_) return;
+        exec_->on_persisted(id);
+        after_step();
+      },
+      on_loop);
 }
 
 void Node::maybe_snapshot() {

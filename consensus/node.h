@@ -83,6 +83,13 @@ struct NodeOptions {
   uint64_t snapshot_every_slots = 20000;
   Config tuning;  // window, batch and catch-up limits (self, members, seed are filled in)
   FileSystem* fs = nullptr;
+  // A follower's persist that finds the write-ahead log idle is written and
+  // fdatasync'd on the loop thread itself (the loop blocks for that one
+  // sync) instead of being handed to the log's flusher thread and the
+  // completion posted back: two thread wake-ups off the path of every 2b.
+  // A leader does the same only when the persist is all it has to do (one
+  // slot open, nothing queued): at 1 client, not under load.
+  bool sync_on_loop = true;
 };
 
 struct NodeStatus {

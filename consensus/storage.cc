@@ -299,7 +299,7 @@ void PaxosStorage::note_lsn(const LogRecord& r, uint64_t lsn) {
   if (r.slot > snapshot_index_) lsn_of_slot_[r.slot] = lsn;
 }
 
-void PaxosStorage::persist(const Ready& ready, std::function<void()> done) {
+void PaxosStorage::persist(const Ready& ready, std::function<void()> done, bool flush_here) {
   auto fatal = [&](const Status& s) {
     spdlog::critical("paxos storage {}: {}", opt_.dir, s.describe());
     if (opt_.on_fatal) {
@@ -323,23 +323,36 @@ void PaxosStorage::persist(const Ready& ready, std::function<void()> done) {
       encode_groups(ready.records, record_bytes_max(opt_) - kGroupSlackBytes);
   size_t next = 0;  // the first record of the group being appended
   for (size_t i = 0; i < groups.size(); ++i) {
+    // Each record's LSN is noted before the append: with flush_here
+    // `done` may run inside it, and whatever it starts (a snapshot, whose
+    // truncation reads these LSNs) must find them. Only this thread
+    // appends, so the LSN is the log's next one.
+    const uint64_t expected_lsn = log_->next_lsn();
+    Reader count(groups[i]);
+    for (uint32_t k = count.u32(); k > 0; --k)
+      note_lsn(ready.records[next++], expected_lsn);
     wal::AppendCallback cb;
     if (i + 1 == groups.size()) {
       cb = [done](uint64_t, const Status& s) {
         if (s.ok()) done();
       };
     }
-    auto lsn = log_->append(kGroup, view(groups[i]), std::move(cb));
+    auto lsn = cb && flush_here ? log_->append_flush_here(kGroup, view(groups[i]), std::move(cb))
+                                : log_->append(kGroup, view(groups[i]), std::move(cb));
     if (!lsn.ok()) return fatal(lsn.status());
+    if (*lsn != expected_lsn) {
+      return fatal(error(Code::internal, "a second thread appends to the log: LSN " +
+                                             std::to_string(*lsn) + ", expected " +
+                                             std::to_string(expected_lsn)));
+    }
     last_lsn_ = *lsn;
-    Reader count(groups[i]);
-    for (uint32_t k = count.u32(); k > 0; --k)
-      note_lsn(ready.records[next++], *lsn);
   }
   if (groups.empty()) {
-    auto lsn = log_->append(kSyncMarker, {}, [done](uint64_t, const Status& s) {
+    wal::AppendCallback cb = [done](uint64_t, const Status& s) {
       if (s.ok()) done();
-    });
+    };
+    auto lsn = flush_here ? log_->append_flush_here(kSyncMarker, {}, std::move(cb))
+                          : log_->append(kSyncMarker, {}, std::move(cb));
     if (!lsn.ok()) return fatal(lsn.status());
     last_lsn_ = *lsn;
   }

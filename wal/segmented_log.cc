@@ -364,12 +364,43 @@ Result<uint64_t> SegmentedLog::append_sync(uint16_t type, std::span<const uint8_
   return lsn;
 }
 
-int64_t SegmentedLog::flush_holding_token(std::unique_lock<std::mutex>& lock) {
+Result<uint64_t> SegmentedLog::append_flush_here(uint16_t type, std::span<const uint8_t> payload,
+                                                 AppendCallback cb) {
+  DTX_RETURN_IF_ERROR(check_append(type, payload));
+  const uint32_t pcrc = payload_crc(seed_, payload);
+  uint64_t lsn;
+  bool wake;
+  Callbacks done;
+  {
+    std::unique_lock lock(mu_);
+    lsn = add_record(lock, type, payload, pcrc, std::move(cb));
+    if (lsn == 0) return closed_status();
+    // As append_sync: the appender that completes the expected cohort
+    // flushes it itself when no flush is running. Its callbacks (this
+    // record's among them) run here, once the token and the lock are
+    // released (a callback may append again), so an event loop learns of
+    // the sync without a round trip through its own queue.
+    if (!flushing_ && filling_.count >= expected_batch_) {
+      if (flush_holding_token(lock, &done) < 0) return closed_status();
+      lock.unlock();
+      for (auto& [l, c] : done)
+        c(l, ok_status());
+      return lsn;
+    }
+    wake = filling_.count == 1 || filling_.count == expected_batch_;
+  }
+  if (wake) flusher_cv_.notify_one();
+  return lsn;
+}
+
+int64_t SegmentedLog::flush_holding_token(std::unique_lock<std::mutex>& lock,
+                                          Callbacks* callbacks_out) {
   flushing_ = true;
   take_batch();
   lock.unlock();
   space_cv_.notify_all();
-  const int64_t sync_ns = flush(flushing_buf_);
+  const int64_t sync_ns = flush(flushing_buf_, callbacks_out != nullptr);
+  if (callbacks_out && sync_ns >= 0) *callbacks_out = std::move(flushing_buf_.callbacks);
   lock.lock();
   finish_batch(sync_ns);
   batches_done_ += 1;
@@ -461,7 +492,7 @@ void SegmentedLog::flusher_loop() {
   }
 }
 
-int64_t SegmentedLog::flush(Buffer& b) {
+int64_t SegmentedLog::flush(Buffer& b, bool keep_callbacks) {
   const size_t batch_bytes = b.bytes.size();
   encode_batch_header(b.bytes.data(), seed_, b.first_lsn, b.count,
                       static_cast<uint32_t>(batch_bytes - kBatchHeaderBytes));
@@ -523,7 +554,7 @@ int64_t SegmentedLog::flush(Buffer& b) {
   const uint64_t last = b.first_lsn + b.count - 1;
   durable_lsn_.store(last, std::memory_order_release);
   publish_progress();
-  if (!b.callbacks.empty()) {
+  if (!b.callbacks.empty() && !keep_callbacks) {
     if (opt_.callback_executor) {
       opt_.callback_executor([cbs = std::move(b.callbacks)]() mutable {
         for (auto& [lsn, cb] : cbs)

@@ -14,7 +14,7 @@
 //     batch carried (the appenders it just released come back), for at most
 //     about one fdatasync's time; a lone blocking appender that finds the log
 //     idle writes and syncs its record on its own thread, with no hand-off
-//     and no timer.
+//     and no timer, and so does a lone append_flush_here (an event loop's).
 //   - After a failed write or fdatasync the log is failed for good (W5): no
 //     further append is accepted, every waiter gets Code::closed, and
 //     Options::on_fatal runs (by default: log and abort the process).
@@ -145,6 +145,16 @@ class SegmentedLog {
                           AppendCallback cb = nullptr);
   // append + wait_durable: returns the LSN once the record is durable.
   Result<uint64_t> append_sync(uint16_t type, std::span<const uint8_t> payload);
+  // append, for an event loop that must not block on other threads: when no
+  // flush is running and this record completes the expected cohort (a lone
+  // appender at low load), writes and syncs the batch on the calling thread
+  // and runs that batch's callbacks here, before returning, not through
+  // Options::callback_executor: no hand-off to the flusher thread and back.
+  // Otherwise exactly append(): the flusher thread syncs the record and cb
+  // runs as for append(). Either way cb runs only once the record is
+  // durable. The caller blocks for at most one write and fdatasync.
+  Result<uint64_t> append_flush_here(uint16_t type, std::span<const uint8_t> payload,
+                                     AppendCallback cb);
   // Blocks until every record up to lsn is durable; Code::closed if the log
   // failed or closed first.
   Status wait_durable(uint64_t lsn);
@@ -212,7 +222,12 @@ class SegmentedLog {
   Status closed_status() const;  // requires mu_
   // Takes the token (free, with records pending), flushes filling_ and
   // releases it. Returns the fdatasync's duration, or -1 if the log failed.
-  int64_t flush_holding_token(std::unique_lock<std::mutex>& lock);
+  // With callbacks_out, the batch's callbacks are moved there (to be run by
+  // the caller once it released mu_) instead of run by flush() or handed to
+  // Options::callback_executor.
+  using Callbacks = std::vector<std::pair<uint64_t, AppendCallback>>;
+  int64_t flush_holding_token(std::unique_lock<std::mutex>& lock,
+                              Callbacks* callbacks_out = nullptr);
   Status wait_durable_unchecked(uint64_t lsn);
   // Takes filling_ as the next batch (requires mu_ and the token).
   void take_batch();
@@ -221,7 +236,8 @@ class SegmentedLog {
   void finish_batch(int64_t sync_ns);
   void preallocator_loop();
   // Writes and syncs b; returns the fdatasync's duration, or -1 on failure.
-  int64_t flush(Buffer& b);
+  // keep_callbacks: leave b.callbacks to the caller.
+  int64_t flush(Buffer& b, bool keep_callbacks);
   void fail(const Status& s);
   void release_pin(uint64_t seq);
   void maybe_remove_segments();  // requires seg_mu_

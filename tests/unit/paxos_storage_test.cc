@@ -154,6 +154,37 @@ TEST(PaxosStorage, completions_come_in_persist_order) {
     EXPECT_EQ(order[i], i);
 }
 
+TEST(PaxosStorage, a_persist_flushed_here_is_durable_when_done_runs_before_persist_returns) {
+  SimFileSystem fs(14);
+  std::atomic<int> posted{0};
+  StorageOptions o = options(fs, true);
+  o.callback_executor = [&](std::function<void()> fn) {
+    posted++;
+    fn();
+  };
+  {
+    Recovered rec;
+    auto st = PaxosStorage::open(o, &rec);
+    ASSERT_TRUE(st.ok()) << st.status();
+    for (Slot s = 1; s <= 30; ++s) {
+      Ready r;
+      r.records = {accept(s, {2, 1}, "v" + std::to_string(s))};
+      bool done = false;
+      (*st)->persist(
+          r, [&] { done = true; }, true);
+      EXPECT_TRUE(done) << "slot " << s << ": an idle log syncs on the caller";
+    }
+    EXPECT_EQ(posted.load(), 0);
+    fs.crash(SimFileSystem::PageLoss::all_unsynced, SimFileSystem::DirLoss::all_unsynced);
+  }
+  fs.restart();
+  Recovered rec;
+  auto st = PaxosStorage::open(options(fs), &rec);
+  ASSERT_TRUE(st.ok()) << st.status();
+  ASSERT_EQ(rec.records.size(), 30u);
+  EXPECT_EQ(*rec.records[29].value, "v30");
+}
+
 TEST(PaxosStorage, snapshot_truncates_the_log_and_restarts_from_it) {
   SimFileSystem fs(6);
   const std::string big(3000, 'x');
