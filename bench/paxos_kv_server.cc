@@ -180,16 +180,17 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::shared_ptr<Node> node = std::move(*node_r);
-  const std::map<NodeId, std::string> http_of = *http;
+  // Shared, not copied into every request's callback.
+  auto http_of = std::make_shared<const std::map<NodeId, std::string>>(*http);
 
   auto redirect = [http_of](std::optional<NodeId> leader, const std::string& target) {
     boost::json::object o;
     o["error"] = boost::json::object{{"code", "not_leader"}, {"message", "not the leader"}};
-    if (!leader || !http_of.count(*leader)) return rest::Response::json(503, o);
+    if (!leader || !http_of->count(*leader)) return rest::Response::json(503, o);
     o["leader"] = *leader;
-    o["leader_url"] = "http://" + http_of.at(*leader);
+    o["leader_url"] = "http://" + http_of->at(*leader);
     rest::Response r = rest::Response::json(307, o);
-    r.headers.set("Location", "http://" + http_of.at(*leader) + target);
+    r.headers.set("Location", "http://" + http_of->at(*leader) + target);
     return r;
   };
 
@@ -203,7 +204,9 @@ int main(int argc, char** argv) {
         node->propose(w.take(), [reply, redirect, target](ProposeResult r) {
           switch (r.outcome) {
             case ProposeResult::Outcome::applied:
-              return reply(rest::Response::json(200, boost::json::object{{"slot", r.slot}}));
+              // {"slot": n}, formatted directly: this is every write's answer.
+              return reply(rest::Response::text(200, "{\"slot\":" + std::to_string(r.slot) + "}",
+                                                rest::kJsonContentType));
             case ProposeResult::Outcome::not_leader:
               return reply(redirect(r.leader, target));
             case ProposeResult::Outcome::busy:
@@ -249,7 +252,7 @@ int main(int argc, char** argv) {
     reply(rest::Response::text(200, "ok\n"));
   });
 
-  auto hp = split_host_port(http_of.at(id));
+  auto hp = split_host_port(http_of->at(id));
   if (!hp.ok()) {
     spdlog::critical("{}", hp.status().describe());
     return 2;
@@ -262,7 +265,7 @@ int main(int argc, char** argv) {
   so.pipeline_requests_max = 64;
   auto server = rest::Server::start(so, std::move(router), std::move(*auth));
   if (!server.ok()) {
-    spdlog::critical("cannot serve HTTP on {}: {}", http_of.at(id), server.status().describe());
+    spdlog::critical("cannot serve HTTP on {}: {}", http_of->at(id), server.status().describe());
     return 1;
   }
   std::signal(SIGTERM, [](int) { g_stop = 1; });
