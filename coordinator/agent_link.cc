@@ -30,7 +30,10 @@ std::string_view step_of(AgentCall::Kind k) {
       return "commit";
     case AgentCall::Kind::abort:
       return "abort";
+    case AgentCall::Kind::commit_one_phase:
+      return "commit-one-phase";
     case AgentCall::Kind::list:
+    case AgentCall::Kind::probe:
       return "";
   }
   return "";
@@ -51,6 +54,13 @@ rest::ClientRequest encode_call(const AgentCall& c) {
     req.target = l.path();
     return req;
   }
+  if (c.kind == AgentCall::Kind::probe) {
+    // GET of one branch with the fencing parameters: raises the agent's
+    // fence, so the older leader can no longer commit it in one phase.
+    req.method = rest::Method::get;
+    req.target = txn::branch_path(c.txid.str(), fence_of(c));
+    return req;
+  }
   req.method = rest::Method::post;
   req.target = txn::branch_step_path(c.txid.str(), step_of(c.kind));
   boost::json::object body;
@@ -64,7 +74,8 @@ rest::ClientRequest encode_call(const AgentCall& c) {
       body = e.to_json();
       break;
     }
-    case AgentCall::Kind::prepare: {
+    case AgentCall::Kind::prepare:
+    case AgentCall::Kind::commit_one_phase: {
       txn::PrepareRequest p;
       p.fence = fence_of(c);
       p.exec_count = c.exec_count;
@@ -76,6 +87,7 @@ rest::ClientRequest encode_call(const AgentCall& c) {
       txn::BatchRequest b;
       b.fence = fence_of(c);
       b.statements = c.statements;
+      b.one_phase = c.one_phase;
       body = b.to_json();
       break;
     }
@@ -155,6 +167,18 @@ AgentReply decode_reply(AgentCall::Kind kind, const Result<rest::Response>& r) {
       auto d = txn::DecisionAnswer::from_json(*doc);
       if (!d.ok()) return malformed();
       out.decision = std::move(*d);
+      break;
+    }
+    case AgentCall::Kind::commit_one_phase: {
+      auto o = txn::OnePhaseAnswer::from_json(*doc);
+      if (!o.ok()) return malformed();
+      out.one_phase = std::move(*o);
+      break;
+    }
+    case AgentCall::Kind::probe: {
+      auto b = txn::BranchStatus::from_json(*doc);
+      if (!b.ok()) return malformed();
+      out.status = std::move(*b);
       break;
     }
     case AgentCall::Kind::list: {

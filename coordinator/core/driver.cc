@@ -27,6 +27,10 @@ const char* call_kind_name(AgentCall::Kind k) {
       return "abort";
     case AgentCall::Kind::list:
       return "list";
+    case AgentCall::Kind::commit_one_phase:
+      return "commit-one-phase";
+    case AgentCall::Kind::probe:
+      return "probe";
   }
   return "?";
 }
@@ -116,6 +120,7 @@ void Driver::on_not_serving() {
   recent_order_.clear();
   register_waiters_.clear();
   register_proposed_.clear();
+  probes_.clear();
   orphan_props_.clear();
   sweep_pending_.clear();
   sweep_retry_at_.clear();
@@ -338,6 +343,7 @@ void Driver::commit(uint64_t req, const CommitRequest& r, const Now& now) {
       return start_commit(*t, now);
     case Phase::preparing:
     case Phase::deciding:
+    case Phase::one_phase:
       t->waiters.push_back(w);
       return;
     case Phase::decided:
@@ -353,6 +359,22 @@ void Driver::commit(uint64_t req, const CommitRequest& r, const Now& now) {
 }
 
 void Driver::start_commit(Txn& t, const Now& now) {
+  Branch* only = nullptr;
+  int touched = 0;
+  for (Branch& b : t.branches) {
+    if (b.touched) {
+      ++touched;
+      only = &b;
+    }
+  }
+  // Not when a decision is already on its way to the register (an
+  // operator's): then the register must decide, as in two phases.
+  if (cfg_.one_phase && touched == 1 && !register_proposed_.count(t.txid)) {
+    // One participant: it commits in one phase; no PREPARE, no decision
+    // record before the commit (docs/protocol.md, "One-phase commit").
+    t.phase = Phase::one_phase;
+    return send_one_phase(t, *only, now);
+  }
   t.phase = Phase::preparing;
   bool any = false;
   for (Branch& b : t.branches) {
@@ -391,6 +413,8 @@ void Driver::abort(uint64_t req, const std::string& txid, const Now& now) {
       return propose_decision(*t, Outcome::aborted,
                               AbortReason{"", "client_abort", "the client aborted", ""}, now);
     case Phase::deciding:
+    case Phase::one_phase:
+      // one_phase: the agent decides; the abort is answered with its outcome.
       t->waiters.push_back(w);
       return;
     case Phase::decided:
@@ -482,6 +506,12 @@ void Driver::submit(uint64_t req, SubmitRequest r, const Now& now) {
   stats_.in_flight = txns_.size();
   if (!stored.key.empty()) keys_in_flight_[stored.key] = stored.txid;
   stored.sequential = r.sequential;
+  // One participant and no idempotency key: one phase. A keyed submit keeps
+  // the decision record before the commit, so a retry after a failover
+  // finds its outcome and never runs it twice (T4).
+  if (cfg_.one_phase && r.branches.size() == 1 && stored.key.empty()) {
+    stored.phase = Phase::one_phase;
+  }
   for (SubmitBranch& sb : r.branches) {
     Branch* b = enlist(stored, sb.participant, req);
     for (const Statement& s : sb.statements) {
@@ -506,7 +536,77 @@ void Driver::send_batch(Txn& t, Branch& b, const Now& now) {
   AgentCall& c = new_call(AgentCall::Kind::batch, t, b, now);
   c.statements = std::move(b.batch);
   b.batch.clear();
+  c.one_phase = t.phase == Phase::one_phase;
   c.timeout_ms = cfg_.prepare_timeout_ms;
+}
+
+void Driver::send_one_phase(Txn& t, Branch& b, const Now& now) {
+  b.prepare_sent = true;
+  b.vote = Vote::pending;
+  AgentCall& c = new_call(AgentCall::Kind::commit_one_phase, t, b, now);
+  c.exec_count = b.exec_count;
+  c.digest = b.digest;
+  c.timeout_ms = cfg_.prepare_timeout_ms;
+}
+
+// The agent's answer is the outcome: its database committed (the marker row
+// with the branch's work) or did not. A lost answer is asked again with
+// commit-one-phase, which the agent answers from its record or the marker
+// (and with busy while the first one still runs); it never runs twice.
+void Driver::on_one_phase_reply(Txn& t, Branch& b, AgentReply& r, const Now& now) {
+  if (t.phase != Phase::one_phase) return;
+  if (r.delivery == AgentReply::Delivery::answered && r.http_status == 409 &&
+      r.error_code() == txn::errc::busy) {
+    b.retry_prepare_at_ms = now.mono_ms + cfg_.busy_retry_ms;
+    return;
+  }
+  if (r.delivery == AgentReply::Delivery::not_sent && !b.may_have_run) {
+    b.vote = Vote::no;
+    return abort_unlogged(t,
+                          AbortReason{b.name, "participant_unreachable",
+                                      "participant '" + b.name + "' could not be reached", ""},
+                          now);
+  }
+  if (r.delivery != AgentReply::Delivery::answered || r.http_status >= 500) {
+    // It may have committed: ask again, with backoff, until the agent says.
+    if (r.delivery == AgentReply::Delivery::unknown) b.may_have_run = true;
+    b.backoff_ms =
+        b.backoff_ms == 0 ? cfg_.retry_min_ms : std::min(cfg_.retry_max_ms, b.backoff_ms * 2);
+    b.retry_prepare_at_ms = now.mono_ms + b.backoff_ms;
+    return;
+  }
+  const txn::OnePhaseAnswer* a = nullptr;
+  if (r.http_status == 200) {
+    if (r.batch) {
+      b.results = std::move(r.batch->results);
+      if (r.batch->one_phase) a = &*r.batch->one_phase;
+    } else if (r.one_phase) {
+      a = &*r.one_phase;
+    }
+  }
+  b.acked = true;  // over at its agent, whichever way
+  if (a && a->outcome == Outcome::committed) {
+    b.vote = a->read_only ? Vote::read_only : Vote::yes;
+    t.outcome = Outcome::committed;
+    answer_waiters(t, false);
+    // The register records it after the fact, for status, listings and a
+    // later leader (which finds it there, or at the agent by a probe).
+    return propose_decision(t, Outcome::committed, AbortReason{}, now);
+  }
+  b.vote = Vote::no;
+  AbortReason reason{b.name, "vote_no", "", ""};
+  if (a) {
+    reason.message = a->reason.message;
+    reason.sqlstate = a->reason.sqlstate;
+  } else {
+    // Refused (stale_ballot, wrong_agent, forgotten): nothing committed; the
+    // branch, if still open there, is rolled back by the abort below.
+    b.acked = false;
+    reason.code = r.error_code() == txn::errc::stale_ballot ? "coordinator_failover"
+                                                            : std::string(r.error_code());
+    reason.message = r.error ? r.error->message : "the participant refused the commit";
+  }
+  abort_unlogged(t, reason, now);
 }
 
 // ---------------------------------------------------------------------------
@@ -877,6 +977,8 @@ void Driver::on_agent_reply(uint64_t call_id, AgentReply reply, const Now& now) 
   CallRef ref = std::move(it->second);
   calls_.erase(it);
   if (ref.list) return on_list_reply(ref.participant, ref.after, reply, now);
+  if (ref.kind == AgentCall::Kind::probe)
+    return on_probe_reply(ref.txid, ref.participant, reply, now);
   auto tt = txns_.find(ref.txid);
   if (tt == txns_.end()) return;
   Txn& t = tt->second;
@@ -890,9 +992,14 @@ void Driver::on_agent_reply(uint64_t call_id, AgentReply reply, const Now& now) 
     case AgentCall::Kind::exec:
       on_exec_reply(t, *b, reply, now);
       break;
+    case AgentCall::Kind::commit_one_phase:
+      on_one_phase_reply(t, *b, reply, now);
+      break;
     case AgentCall::Kind::prepare:
     case AgentCall::Kind::batch:
-      if (t.phase == Phase::preparing) {
+      if (ref.kind == AgentCall::Kind::batch && t.phase == Phase::one_phase) {
+        on_one_phase_reply(t, *b, reply, now);
+      } else if (t.phase == Phase::preparing) {
         on_vote(t, *b, reply, now);
       } else if (reply.delivery == AgentReply::Delivery::answered && reply.http_status == 200) {
         // A vote after the decision: record it; phase two handles the branch.
@@ -917,6 +1024,7 @@ void Driver::on_agent_reply(uint64_t call_id, AgentReply reply, const Now& now) 
       on_decision_reply(t, *b, ref.kind, reply, now);
       break;
     case AgentCall::Kind::list:
+    case AgentCall::Kind::probe:
       break;
   }
 }
@@ -974,6 +1082,7 @@ void Driver::on_proposed(uint64_t proposal_id, ProposeOutcome outcome, const Now
 
 void Driver::on_applied(const Record& r, const ApplyResult& res, const Now& now) {
   if (res.kind == ApplyResult::Kind::term) {
+    term_seen_ms_[res.ballot] = now.wall_ms;
     if (elected_ && res.ballot == *elected_ && !serving_) return start_serving(res.ballot, now);
     // Another leader's term began: whatever this replica thought, it no
     // longer serves.
@@ -1052,6 +1161,7 @@ void Driver::tick(const Now& now) {
   check_deadlines(now);
   resend_due(now);
   sweep_due(now);
+  probes_due(now);
   if (!retry_proposals_.empty()) {
     auto again = std::move(retry_proposals_);
     retry_proposals_.clear();
@@ -1107,6 +1217,7 @@ void Driver::resend_due(const Now& now) {
       if (b.retry_prepare_at_ms && now.mono_ms >= b.retry_prepare_at_ms) {
         b.retry_prepare_at_ms = 0;
         if (t.phase == Phase::preparing) send_prepare(t, b, now);
+        if (t.phase == Phase::one_phase) send_one_phase(t, b, now);
         continue;
       }
       if (b.retry_at_ms && now.mono_ms >= b.retry_at_ms) {

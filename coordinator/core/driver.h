@@ -76,9 +76,10 @@ struct DriverBugs {
   bool retry_exec_blindly =
       false;  // an exec with unknown outcome is sent again (next seq), not doomed
   bool ack_without_outcome = false;  // any answer to a decision counts as acknowledged (T6, T10)
+  bool no_one_phase_probe = false;   // an older leader's txid is presumed aborted unprobed
   bool any() const {
     return outcome_from_proposal || precommit_as_undecided || presume_abort_below_watermark ||
-           retry_exec_blindly || ack_without_outcome;
+           retry_exec_blindly || ack_without_outcome || no_one_phase_probe;
   }
 };
 
@@ -93,9 +94,10 @@ struct DriverConfig {
   int64_t decision_timeout_ms = 5'000;  // precommit, commit, abort calls
   int64_t retry_min_ms = 20;            // decision re-send backoff, doubling
   int64_t retry_max_ms = 2'000;
-  int64_t busy_retry_ms = 2;                  // an agent answered busy: ask again soon
-  int64_t completed_flush_ms = 20;            // COMPLETED batches
-  int64_t sweep_retry_ms = 500;               // an agent the sweep could not reach
+  bool one_phase = true;            // one participant: commit in one phase (see docs/protocol.md)
+  int64_t busy_retry_ms = 2;        // an agent answered busy: ask again soon
+  int64_t completed_flush_ms = 20;  // COMPLETED batches
+  int64_t sweep_retry_ms = 500;     // an agent the sweep could not reach
   int64_t watermark_every_ms = 1'000;         // how often the watermark is reconsidered
   int64_t retention_ms = 24LL * 3600 * 1000;  // finished transactions are kept this long
   uint64_t retained_max = 1'000'000;          // ... and at most this many
@@ -118,7 +120,10 @@ using txn::Statement;
 // fencing fields (this leader's ballot, the agent id) and the watermark,
 // sends it with timeout_ms, and reports the reply with on_agent_reply(id).
 struct AgentCall {
-  enum class Kind { exec, prepare, batch, precommit, commit, abort, list };
+  // commit_one_phase: the one-phase fast path (one participant); probe: GET
+  // of a branch with this leader's ballot (is an older leader's txid
+  // committed in one phase somewhere?).
+  enum class Kind { exec, prepare, batch, precommit, commit, abort, list, commit_one_phase, probe };
   uint64_t id = 0;
   Kind kind = Kind::exec;
   std::string participant;  // registry name
@@ -134,8 +139,9 @@ struct AgentCall {
   // prepare
   uint64_t exec_count = 0;
   uint64_t digest = 0;
-  // batch: run as execs 1..n, then prepare
+  // batch: run as execs 1..n, then prepare (one_phase: commit-one-phase)
   std::vector<Statement> statements;
+  bool one_phase = false;
   // list
   std::optional<txn::BranchState> state_filter;  // none: every branch
   std::string after;
@@ -161,6 +167,8 @@ struct AgentReply {
   std::optional<txn::PrecommitAnswer> precommit;
   std::optional<txn::DecisionAnswer> decision;
   std::optional<txn::BranchListAnswer> list;
+  std::optional<txn::OnePhaseAnswer> one_phase;  // commit_one_phase
+  std::optional<txn::BranchStatus> status;       // probe
 
   std::string_view error_code() const { return error ? std::string_view(error->code) : ""; }
 };
@@ -330,6 +338,7 @@ class Driver {
     deciding,   // a DECISION proposed, not applied yet
     decided,    // the register holds the outcome; phase two under way
     aborting,   // aborted before any prepare: not logged, aborts being sent
+    one_phase,  // one participant: commit-one-phase sent, the agent decides
   };
   // read_only: the branch wrote nothing and is over at its agent; it takes no
   // part in phase two (counted acknowledged).
@@ -347,6 +356,7 @@ class Driver {
     uint64_t call_id = 0;
     Vote vote = Vote::none;
     bool prepare_sent = false;
+    bool may_have_run = false;   // one phase: an ask whose answer was lost
     bool in_phase2 = false;      // the decision goes to it
     bool precommitted = false;   // 3PC: the agent confirmed PRECOMMITTED (or went past)
     bool acked = false;          // acknowledged the register's outcome
@@ -393,6 +403,13 @@ class Driver {
     bool completion_queued = false;
     bool acks_done = false;
   };
+  // Probing the agents before deciding an older leader's txid (it may have
+  // committed in one phase at one of them).
+  struct Probe {
+    std::set<std::string> pending;               // participants not answered yet
+    std::map<std::string, int64_t> retry_at_ms;  // mono: ask again
+    std::string committed_at;                    // a participant that committed it
+  };
   struct RegisterWaiter {
     uint64_t req = 0;
     Ask ask = Ask::status;
@@ -422,6 +439,13 @@ class Driver {
   void start_commit(Txn& t, const Now& now);
   void send_prepare(Txn& t, Branch& b, const Now& now);
   void send_batch(Txn& t, Branch& b, const Now& now);
+  void send_one_phase(Txn& t, Branch& b, const Now& now);
+  void on_one_phase_reply(Txn& t, Branch& b, AgentReply& r, const Now& now);
+  void probe_before_deciding(uint64_t req, Ask ask, const Txid& id, const Now& now);
+  void send_probe(const Txid& id, const std::string& participant, const Now& now);
+  void on_probe_reply(const Txid& id, const std::string& participant, AgentReply& r,
+                      const Now& now);
+  void probes_due(const Now& now);
   void on_vote(Txn& t, Branch& b, AgentReply& r, const Now& now);
   void vote_no(Txn& t, Branch& b, const AbortReason& reason, const Now& now);
   void maybe_decide(Txn& t, const Now& now);
@@ -514,6 +538,12 @@ class Driver {
   // Requests waiting for an ABORT this leader proposed to apply.
   std::map<Txid, std::vector<RegisterWaiter>> register_waiters_;
   std::set<Txid> register_proposed_;
+  std::map<Txid, Probe> probes_;
+  // When this replica applied each TERM record (wall clock; this replica's
+  // view, used only by its own watermark proposals): a term's txids may
+  // have committed in one phase with no record yet, so they are kept above
+  // the watermark until the retention has passed since the next term began.
+  std::map<Ballot, int64_t> term_seen_ms_;
   // Orphans found by the sweep (or decided by an operator): ABORTs
   // proposed and not applied yet, and the agents that reported them.
   std::set<Txid> orphan_props_;

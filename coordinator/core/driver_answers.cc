@@ -19,6 +19,8 @@ const char* Driver::phase_name(Phase p) {
       return "decided";
     case Phase::aborting:
       return "aborted";
+    case Phase::one_phase:
+      return "committing";
   }
   return "?";
 }
@@ -205,7 +207,8 @@ boost::json::object Driver::status_json(const Txid& id, const Txn* t, const TxnE
       in_doubt = !t->acks_done;
     } else {
       state = phase_name(t->phase);
-      in_doubt = t->phase == Phase::preparing || t->phase == Phase::deciding;
+      in_doubt = t->phase == Phase::preparing || t->phase == Phase::deciding ||
+                 t->phase == Phase::one_phase;
     }
     for (const Branch& b : t->branches) {
       boost::json::object p;

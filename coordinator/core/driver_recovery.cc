@@ -99,8 +99,111 @@ void Driver::resolve_foreign(uint64_t req, Ask ask, const Txid& id, const Now& n
   }
   // An older leader's transaction with no decision: it can never get one
   // from its leader now (records.h, the term rule), so abort it in the log
-  // and answer from the register (T2).
-  wait_for_register(req, ask, id, "coordinator_failover", now);
+  // and answer from the register (T2). Unless it committed in one phase at
+  // its only participant before that leader wrote it down: a client asking
+  // about it makes this leader probe the agents first. An agent's inquiry
+  // concerns a prepared branch, which a one-phase transaction never has.
+  if (ask == Ask::inquiry || cfg_.bugs.no_one_phase_probe) {
+    return wait_for_register(req, ask, id, "coordinator_failover", now);
+  }
+  probe_before_deciding(req, ask, id, now);
+}
+
+void Driver::probe_before_deciding(uint64_t req, Ask ask, const Txid& id, const Now& now) {
+  if (register_proposed_.count(id) || table_->registry().empty()) {
+    return wait_for_register(req, ask, id, "coordinator_failover", now);
+  }
+  register_waiters_[id].push_back(RegisterWaiter{req, ask});
+  if (probes_.count(id)) return;
+  Probe& p = probes_[id];
+  for (const auto& [name, e] : table_->registry())
+    p.pending.insert(name);
+  event(Event::Level::info, &id,
+        "an older leader's transaction with no decision: asking " +
+            std::to_string(p.pending.size()) + " agents whether it committed in one phase");
+  for (const std::string& name : std::set<std::string>(p.pending))
+    send_probe(id, name, now);
+}
+
+void Driver::send_probe(const Txid& id, const std::string& participant, const Now& now) {
+  (void)now;
+  const RegistryEntry* e = table_->participant(participant);
+  if (!e) return;
+  AgentCall c;
+  c.id = next_call_++;
+  c.kind = AgentCall::Kind::probe;
+  c.participant = participant;
+  c.agent_id = e->agent_id;
+  c.url = e->url;
+  c.txid = id;
+  c.ballot = ballot_;
+  c.watermark = table_->watermark();
+  c.timeout_ms = cfg_.decision_timeout_ms;
+  calls_[c.id] = CallRef{id, participant, false, "", AgentCall::Kind::probe};
+  fx_.calls.push_back(std::move(c));
+}
+
+// A probe is conclusive when the agent answered with the branch not busy
+// (its state is final for an older leader: the probe raised its fence, so
+// that leader can no longer commit it) or 404 (no trace of it).
+void Driver::on_probe_reply(const Txid& id, const std::string& participant, AgentReply& r,
+                            const Now& now) {
+  auto it = probes_.find(id);
+  if (it == probes_.end()) return;
+  Probe& p = it->second;
+  const bool answered = r.delivery == AgentReply::Delivery::answered;
+  if (answered && r.http_status == 200 && r.status && !r.status->busy) {
+    if (r.status->state == txn::BranchState::committed && !r.status->read_only) {
+      p.committed_at = participant;
+    }
+    p.pending.erase(participant);
+  } else if (answered && r.http_status == 404) {
+    p.pending.erase(participant);
+  } else if (!table_->participant(participant)) {
+    p.pending.erase(participant);  // removed from the registry meanwhile
+  } else {
+    const bool busy = answered && r.http_status == 200;
+    p.retry_at_ms[participant] = now.mono_ms + (busy ? cfg_.busy_retry_ms : cfg_.sweep_retry_ms);
+    return;
+  }
+  if (!p.pending.empty()) return;
+  const std::string committed_at = p.committed_at;
+  probes_.erase(it);
+  if (committed_at.empty()) {
+    // No agent committed it, and none can now: abort it in the log.
+    auto waiters = std::move(register_waiters_[id]);
+    register_waiters_.erase(id);
+    for (const RegisterWaiter& w : waiters)
+      wait_for_register(w.req, w.ask, id, "coordinator_failover", now);
+    return;
+  }
+  // Committed in one phase: the register says so too.
+  register_proposed_.insert(id);
+  DecisionRecord d;
+  d.txid = id;
+  d.term = ballot_;
+  d.outcome = Outcome::committed;
+  d.decided_at_ms = now.wall_ms;
+  if (const RegistryEntry* e = table_->participant(committed_at)) {
+    d.participants.push_back(Enlisted{committed_at, e->agent_id});
+  }
+  event(Event::Level::info, &id,
+        "committed in one phase at '" + committed_at + "': proposing its COMMIT record");
+  uint64_t prop = propose(std::move(d));
+  proposals_[prop] = id;
+}
+
+void Driver::probes_due(const Now& now) {
+  for (auto& [id, p] : probes_) {
+    for (auto at = p.retry_at_ms.begin(); at != p.retry_at_ms.end();) {
+      if (now.mono_ms < at->second) {
+        ++at;
+        continue;
+      }
+      send_probe(id, at->first, now);
+      at = p.retry_at_ms.erase(at);
+    }
+  }
 }
 
 void Driver::wait_for_register(uint64_t req, Ask ask, const Txid& id, const std::string& code,
@@ -480,6 +583,22 @@ void Driver::maybe_advance_watermark(const Now& now) {
     lower(id);
   for (const auto& [id, p] : proposals_)
     lower(p);
+  // A term's txids that have no record may still have committed in one
+  // phase (their status is then found by a probe): keep every term whose
+  // successor began less than the retention ago above the watermark.
+  // (This leader's own txids are in txns_ until their record is applied.)
+  for (auto t = term_seen_ms_.begin(); t != term_seen_ms_.end(); ++t) {
+    auto next = std::next(t);
+    if (next == term_seen_ms_.end() || !(t->first < ballot_)) break;
+    if (next->second + cfg_.retention_ms > now.wall_ms) {
+      lower(Txid(table_->cluster(), txn::BallotId{t->first.round, t->first.node}, 1));
+      break;
+    }
+  }
+  while (term_seen_ms_.size() > 1 &&
+         std::next(term_seen_ms_.begin())->second + cfg_.retention_ms <= now.wall_ms) {
+    term_seen_ms_.erase(term_seen_ms_.begin());  // over for longer than the retention
+  }
   const auto& entries = table_->entries();
   size_t kept = entries.size();
   for (const auto& [id, e] : entries) {
@@ -620,6 +739,14 @@ void Driver::operator_decision(uint64_t req, const OperatorDecision& od, const N
   if (k == TxnTable::Known::forgotten) return answer_forgotten(req, Ask::status, id);
   if (k == TxnTable::Known::never_issued) {
     return answer_error(req, 404, "not_found", "no transaction " + id.str());
+  }
+  if (auto t = txns_.find(id); t != txns_.end() && (t->second.phase == Phase::one_phase ||
+                                                    t->second.outcome == Outcome::committed)) {
+    // One phase: the only participant's database decides (or has decided
+    // commit, and the record is on its way); an operator may not.
+    return answer_error(req, 409, "one_phase",
+                        "the transaction commits in one phase at its only participant, whose "
+                        "database decides it; ask its status");
   }
   DecisionRecord d;
   d.txid = id;

@@ -144,6 +144,65 @@ TEST(CoordinatorCluster, leader_killed_before_the_decision_aborts_everywhere) {
   EXPECT_EQ(c.pg_balance(7), 1000);
 }
 
+// One participant: the one-phase fast path, on both databases. Nothing is
+// ever prepared, and the outcome is in the database at once.
+TEST(CoordinatorCluster, a_one_participant_transaction_commits_in_one_phase) {
+  Cluster c;
+  c.start();
+  c.wait_leader();
+  const std::string tx = c.begin();
+  ASSERT_EQ(c.exec(tx, c.pg_name(), c.pg_update(), json::array{-5, 3}), 200);
+  ASSERT_EQ(c.exec(tx, c.pg_name(), c.pg_update(), json::array{5, 4}), 200);
+  int st = 0;
+  auto r = c.post("/v1/transactions/" + tx + "/commit", json::object{}, &st);
+  ASSERT_EQ(st, 200) << json::serialize(r);
+  EXPECT_EQ(c.pg_balance(3), 995);
+  EXPECT_EQ(c.pg_balance(4), 1005);
+  EXPECT_EQ(c.pg_prepared(), 0);
+  // One-shot on SQLite, no key: one phase too.
+  r = c.post("/v1/submit",
+             json::object{
+                 {"branches",
+                  json::array{json::object{
+                      {"participant", c.sqlite_name()},
+                      {"statements", json::array{json::object{{"sql", c.sqlite_update()},
+                                                              {"params", json::array{7, 9}}}}}}}}},
+             &st);
+  ASSERT_EQ(st, 200) << json::serialize(r);
+  EXPECT_EQ(c.sqlite_balance(9), 1007);
+  // The register records both after the fact (status from any replica).
+  json::object s;
+  EXPECT_TRUE(Cluster::eventually([&] {
+    s = c.get("/v1/transactions/" + tx, &st);
+    return st == 200 && s["state"] == "completed";
+  })) << json::serialize(s);
+  EXPECT_EQ(outcome_of(s), "committed");
+}
+
+// The leader is killed right after the agent committed in one phase, before
+// the COMMIT record is written: the next leader, asked for the status,
+// probes the agents (raising their fence) and finds the commit.
+TEST(CoordinatorCluster, a_one_phase_commit_survives_the_leader_dying_before_its_record) {
+  Cluster c(Cluster::with_fault("before_decision"));
+  c.start();
+  const int leader = c.wait_leader();
+  const std::string tx = c.begin();
+  ASSERT_EQ(c.exec(tx, c.pg_name(), c.pg_update(), json::array{-11, 5}), 200);
+  int st = 0;
+  c.post("/v1/transactions/" + tx + "/commit", json::object{}, &st);
+  ASSERT_TRUE(c.coordinator(leader).wait(10s).has_value()) << "the fault fired";
+  EXPECT_EQ(c.pg_balance(5), 989) << "committed in the database before the leader died";
+  const int next = c.wait_leader(20s, leader);
+  ASSERT_NE(next, 0);
+  json::object s;
+  ASSERT_TRUE(Cluster::eventually([&] {
+    s = c.get("/v1/transactions/" + tx, &st);
+    return st == 200 && outcome_of(s) == "committed";
+  })) << json::serialize(s);
+  EXPECT_EQ(c.pg_balance(5), 989);
+  EXPECT_EQ(c.pg_prepared(), 0);
+}
+
 // The leader is killed just after the commit decision is applied, before
 // any agent heard it, and an agent is stopped meanwhile: the new leader
 // re-drives the decision; the stopped agent's branch stays in doubt until

@@ -93,9 +93,12 @@ class Oracle {
     if (outcome != "committed" && outcome != "aborted") return;
     auto it = registers_.find(id);
     if (it == registers_.end()) {
-      if (outcome == "committed")
+      // One phase: the agent's commit is the decision; the register follows.
+      if (outcome == "committed" && !one_phase_committed_.count(id))
         fail(whom + " was told committed for " + id.str() + " with no decision in any register");
-      told_aborted_.insert(id);
+      if (outcome == "aborted" && one_phase_committed_.count(id))
+        fail(whom + " was told aborted for " + id.str() + ", committed in one phase");
+      if (outcome == "aborted") told_aborted_.insert(id);
       return;
     }
     if (outcome != txn::outcome_name(it->second)) {
@@ -104,10 +107,23 @@ class Oracle {
     }
   }
   // An agent's database committed or aborted a branch.
-  void on_agent_decided(const Txid& id, int agent, Outcome o, bool injected) {
+  void on_agent_decided(const Txid& id, int agent, Outcome o, bool injected,
+                        bool one_phase = false) {
     agent_outcomes_[id][agent] = o;
     if (injected) return;
     auto it = registers_.find(id);
+    if (one_phase && o == Outcome::committed) {
+      // Committed in one phase: no register needed first; any register that
+      // follows must say commit (on_register), and nobody was told aborted.
+      one_phase_committed_.insert(id);
+      if (told_aborted_.count(id))
+        fail(id.str() + " committed in one phase after 'aborted' was told");
+      if (it != registers_.end() && it->second != o) {
+        fail("agent " + std::to_string(agent) + " committed " + id.str() +
+             " in one phase but the register holds aborted");
+      }
+      return;
+    }
     if (it == registers_.end()) {
       if (o == Outcome::committed) {
         fail("agent " + std::to_string(agent) + " committed " + id.str() +
@@ -145,6 +161,7 @@ class Oracle {
   std::string failure_;
   std::map<Txid, Outcome> registers_;
   std::set<Txid> told_aborted_;
+  std::set<Txid> one_phase_committed_;
   std::set<Txid> aborted_unlogged_;
   std::map<Txid, std::map<int, Outcome>> agent_outcomes_;
   std::set<Txid> heuristic_;
@@ -198,9 +215,11 @@ class World {
   co::DriverBugs bugs;
   int operator_armed = 0;
   int dba_armed = 0;
-  std::set<consensus::Ballot> terms;                        // every TERM applied anywhere
+  int one_phase_crash_armed = 0;      // the leader dies just after the next one-phase commit
+  std::set<consensus::Ballot> terms;  // every TERM applied anywhere
   std::vector<std::pair<std::string, int>> past_inquiries;  // (txid, agent), bounded
   void operator_abort(const std::string& txid);
+  void crash_leader();
 
   // Client-side records: statements each client meant per (txid, agent).
   struct ClientTxn {
@@ -469,6 +488,10 @@ class SimAgent {
         return reply(decide(c.txid.str(), Outcome::aborted));
       case AgentCall::Kind::list:
         return reply(list());
+      case AgentCall::Kind::commit_one_phase:
+        return reply(commit_one_phase(c, c.exec_count, c.digest));
+      case AgentCall::Kind::probe:
+        return reply(probe(c.txid.str()));
     }
   }
 
@@ -645,9 +668,114 @@ class SimAgent {
       out.batch->results.push_back(sr);
       digest = txn::exec_digest(digest, seq, st.sql, st.params);
     }
+    if (c.one_phase) {
+      AgentReply o = commit_one_phase(c, seq, digest);
+      if (!o.one_phase) return o;  // busy or refused: as is
+      out.batch->one_phase = *o.one_phase;
+      return out;
+    }
     AgentReply v = prepare(c, seq, digest);
     out.batch->vote = v.vote ? *v.vote : txn::VoteAnswer{};
     return out;
+  }
+
+  // The one-phase fast path, as the agent does it: the branch's work and its
+  // marker row committed together, no prepared state. Asked again (or about
+  // a txid no longer held): the record, else the marker, else aborted (and
+  // remembered, so a late exec or batch of it is refused).
+  AgentReply commit_one_phase(const AgentCall& c, uint64_t exec_count, uint64_t digest) {
+    if (stale(c)) return error(409, "stale_ballot");
+    const std::string txid = c.txid.str();
+    AgentReply r;
+    r.http_status = 200;
+    r.one_phase = txn::OnePhaseAnswer{};
+    auto it = branches_.find(txid);
+    if (it == branches_.end()) {
+      auto t = tombstones_.find(txid);
+      Outcome o = Outcome::aborted;
+      if (t != tombstones_.end()) {
+        o = t->second;
+      } else if (markers_.count(txid)) {
+        o = Outcome::committed;
+      } else {
+        auto id = Txid::parse(txid);
+        if (id.ok() && *id < watermark_) return error(410, "forgotten");
+        tombstones_[txid] = Outcome::aborted;
+      }
+      r.one_phase->outcome = o;
+      r.one_phase->read_only = read_only_.count(txid) > 0;
+      if (o == Outcome::aborted) r.one_phase->reason = txn::DbError{"dtx02", "no such branch here"};
+      return r;
+    }
+    Branch& b = it->second;
+    switch (b.m.on_prepare(exec_count, digest, ticks_)) {
+      case BranchMachine::PrepareVerdict::run:
+        break;
+      case BranchMachine::PrepareVerdict::busy:
+        return error(409, "busy");
+      case BranchMachine::PrepareVerdict::rollback:
+      case BranchMachine::PrepareVerdict::vote_no:
+      case BranchMachine::PrepareVerdict::vote_yes:
+        b.m.on_prepare_done(false, txn::DbError{"dtx01", "doomed"}, ticks_);
+        finish(txid, b, Outcome::aborted);
+        r.one_phase->reason = txn::DbError{"dtx01", "doomed"};
+        return r;
+    }
+    if (b.db.writes.empty()) {
+      b.m.on_prepare_read_only(ticks_);
+      read_only_.insert(txid);
+      tombstones_[txid] = Outcome::committed;
+      branches_.erase(it);
+      r.one_phase->outcome = Outcome::committed;
+      r.one_phase->read_only = true;
+      return r;
+    }
+    if (rng_.chance(0.04)) {  // the database refuses the commit
+      b.m.on_prepare_done(false, txn::DbError{"40001", "serialization"}, ticks_);
+      finish(txid, b, Outcome::aborted);
+      r.one_phase->reason = txn::DbError{"40001", "serialization"};
+      return r;
+    }
+    // Modelled as prepare and commit in one step (nothing can come between).
+    b.m.on_prepare_done(true, txn::DbError{}, ticks_);
+    (void)b.m.on_commit();
+    b.m.on_decided(Outcome::committed, Outcome::committed, ticks_);
+    finish(txid, b, Outcome::committed, /*one_phase=*/true);
+    r.one_phase->outcome = Outcome::committed;
+    // An interactive one (its client knows the txid and asks its status).
+    if (w_.one_phase_crash_armed > 0 && c.kind == AgentCall::Kind::commit_one_phase) {
+      --w_.one_phase_crash_armed;
+      World& w = w_;
+      w_.q.after(0, [&w] { w.crash_leader(); });
+    }
+    return r;
+  }
+
+  // GET of a branch (a new leader's probe; it raised the fence above).
+  AgentReply probe(const std::string& txid) {
+    AgentReply r;
+    r.http_status = 200;
+    r.status = txn::BranchStatus{};
+    r.status->txid = txid;
+    auto it = branches_.find(txid);
+    if (it != branches_.end()) {
+      r.status->state = it->second.m.state();
+      return r;
+    }
+    auto t = tombstones_.find(txid);
+    if (t != tombstones_.end()) {
+      r.status->state =
+          t->second == Outcome::committed ? BranchState::committed : BranchState::aborted;
+      r.status->outcome = t->second;
+      r.status->read_only = read_only_.count(txid) > 0;
+      return r;
+    }
+    if (markers_.count(txid)) {
+      r.status->state = BranchState::committed;
+      r.status->outcome = Outcome::committed;
+      return r;
+    }
+    return error(404, "not_found");
   }
 
   AgentReply precommit(const AgentCall& c) {
@@ -729,7 +857,7 @@ class SimAgent {
   }
 
   // The database work of a decision; the branch is retired.
-  Outcome finish(const std::string& txid, Branch& b, Outcome actual) {
+  Outcome finish(const std::string& txid, Branch& b, Outcome actual, bool one_phase = false) {
     auto id = Txid::parse(txid);
     if (actual == Outcome::committed) {
       for (const Write& wr : b.db.writes)
@@ -739,7 +867,7 @@ class SimAgent {
     }
     prepared_.erase(txid);
     tombstones_[txid] = actual;
-    if (!heuristic_.count(txid)) w_.oracle.on_agent_decided(*id, index_, actual, false);
+    if (!heuristic_.count(txid)) w_.oracle.on_agent_decided(*id, index_, actual, false, one_phase);
     branches_.erase(txid);
     return actual;
   }
@@ -1057,16 +1185,20 @@ class SimClient {
     const int a = static_cast<int>(rng_.below(w_.agents.size()));
     int b = static_cast<int>(rng_.below(w_.agents.size() - 1));
     if (b >= a) ++b;
+    // 20%: between two accounts of one database (one participant: the
+    // one-phase fast path).
+    if (rng_.chance(0.2)) b = a;
     Transfer t;
     t.from = a;
     t.to = b;
     t.key_from = static_cast<int>(rng_.below(kAccounts));
     t.key_to = static_cast<int>(rng_.below(kAccounts));
+    if (a == b && t.key_to == t.key_from) t.key_to = (t.key_from + 1) % kAccounts;
     t.amount = rng_.between(1, 400);
     t.protocol = p;
     if (one_shot) {
       t.sequential = rng_.chance(0.3);
-      if (w_.agents.size() >= 3 && rng_.chance(0.2)) {
+      if (a != b && w_.agents.size() >= 3 && rng_.chance(0.2)) {
         do {
           t.audit = static_cast<int>(rng_.below(w_.agents.size()));
         } while (t.audit == a || t.audit == b);
@@ -1116,8 +1248,13 @@ class SimClient {
     s.idempotency_key = t.key;
     s.timeout_ms = 2000;
     s.sequential = t.sequential;
-    s.branches = {{"agent" + std::to_string(t.from), {add(t.key_from, -t.amount)}},
-                  {"agent" + std::to_string(t.to), {add(t.key_to, t.amount)}}};
+    if (t.from == t.to) {
+      s.branches = {{"agent" + std::to_string(t.from),
+                     {add(t.key_from, -t.amount), add(t.key_to, t.amount)}}};
+    } else {
+      s.branches = {{"agent" + std::to_string(t.from), {add(t.key_from, -t.amount)}},
+                    {"agent" + std::to_string(t.to), {add(t.key_to, t.amount)}}};
+    }
     if (t.audit >= 0) {
       // A third database only read: its branch votes read_only.
       s.branches.push_back(
@@ -1138,9 +1275,29 @@ class SimClient {
                 --w_.result.transactions;
                 return;
               }
-              if (unknown) ++w_.result.client_unknown;
+              if (unknown) {
+                ++w_.result.client_unknown;
+                if (!t.txid.empty()) ask_status(t.txid);
+              }
               later();
             });
+  }
+
+  // After an unknown answer a client asks for the status (its answer is
+  // checked against the register like any other): after a failover this is
+  // what makes a new leader probe for a one-phase commit.
+  void ask_status(const std::string& txid, int tries = 10) {
+    w_.q.after(rng_.between(100, 600) * kSimMs, [this, txid, tries] {
+      w_.trace("client " + std::to_string(index_) + " asks the status of " + txid);
+      request([txid](co::Driver& d, uint64_t req, const co::Now& now) { d.status(req, txid, now); },
+              [this, txid, tries](std::optional<co::Answer> a) {
+                // No answer, or not yet one (a replica down): ask another.
+                if ((!a || a->not_leader || a->http_status >= 500) && tries > 1) {
+                  target_ = (target_ + 1) % kCoordinators;
+                  ask_status(txid, tries - 1);
+                }
+              });
+    });
   }
 
   void begin(Transfer t) {
@@ -1207,8 +1364,11 @@ class SimClient {
             d.commit(req, co::CommitRequest{txid, false}, now);
           }
         },
-        [this](std::optional<co::Answer> a) {
-          if (!a || a->http_status == 202 || a->not_leader) ++w_.result.client_unknown;
+        [this, txid](std::optional<co::Answer> a) {
+          if (!a || a->http_status == 202 || a->not_leader) {
+            ++w_.result.client_unknown;
+            ask_status(txid);
+          }
           later();
         });
   }
@@ -1246,6 +1406,7 @@ World::World(const CommitSimOptions& o)
   if (o.bug == "presume_abort_below_watermark") bugs.presume_abort_below_watermark = true;
   if (o.bug == "retry_exec_blindly") bugs.retry_exec_blindly = true;
   if (o.bug == "ack_without_outcome") bugs.ack_without_outcome = true;
+  if (o.bug == "no_one_phase_probe") bugs.no_one_phase_probe = true;
   for (int i = 0; i < kCoordinators; ++i)
     coords.push_back(std::make_unique<SimCoord>(*this, i));
   SimPaxosGroupOptions go;
@@ -1272,7 +1433,10 @@ co::DriverConfig World::driver_config() const {
   c.completed_flush_ms = 5;
   c.sweep_retry_ms = 100;
   c.watermark_every_ms = 50;
-  c.retention_ms = 100;  // forget fast: the watermark moves all the time
+  // Forget fast (the watermark moves all the time) in two seeds of three; in
+  // the third keep outcomes long enough for a client's status question after a
+  // failover (1.5 s of client timeout, then the question).
+  c.retention_ms = opt.seed % 3 != 0 ? 100 : 3000;
   c.bugs = bugs;
   return c;
 }
@@ -1364,6 +1528,10 @@ void World::inject_fault() {
     // milliseconds after the commit reaches the leader, racing its votes
     // (T9: only an empty register takes it).
     ++operator_armed;
+  } else if (pick < 6) {
+    // The leader will crash right after an agent commits in one phase,
+    // before the COMMIT record is chosen: the next leader must find it.
+    ++one_phase_crash_armed;
   } else {
     // A duplicate of an old inquiry arrives late (the network kept it, or
     // an agent restarted from an old state asks again).
@@ -1371,6 +1539,21 @@ void World::inject_fault() {
     const auto& [txid, agent] = past_inquiries[faults.below(past_inquiries.size())];
     agents[agent]->inquire_again(txid);
   }
+}
+
+void World::crash_leader() {
+  auto l = group->serving_leader();
+  if (!l || !group->node(*l).up()) return;
+  const int i = static_cast<int>(*l);
+  trace("crash coordinator " + std::to_string(i + 1) + " (the leader, after a one-phase commit)");
+  ++result.coordinator_crashes;
+  group->node(i).crash();
+  coords[i]->crash();
+  q.after(faults.between(20, 400) * kSimMs, [this, i] {
+    SimPaxosNode& n = group->node(i);
+    if (n.up()) return;
+    if (Status s = n.start(false); !s.ok()) trace("restart refused: " + s.describe());
+  });
 }
 
 void World::operator_abort(const std::string& txid) {
@@ -1508,7 +1691,7 @@ CommitSimResult run_commit_sim(const CommitSimOptions& options) {
 
 std::vector<std::string> commit_sim_bugs() {
   return {"outcome_from_proposal", "precommit_as_undecided", "presume_abort_below_watermark",
-          "retry_exec_blindly", "ack_without_outcome"};
+          "retry_exec_blindly",    "ack_without_outcome",    "no_one_phase_probe"};
 }
 
 }  // namespace dtx::sim

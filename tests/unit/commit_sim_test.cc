@@ -71,7 +71,8 @@ INSTANTIATE_TEST_SUITE_P(Planted, CommitSimBugs,
                                            Planted{"precommit_as_undecided", 60},
                                            Planted{"presume_abort_below_watermark", 60},
                                            Planted{"retry_exec_blindly", 60},
-                                           Planted{"ack_without_outcome", 60}),
+                                           Planted{"ack_without_outcome", 60},
+                                           Planted{"no_one_phase_probe", 60}),
                          [](const auto& info) { return std::string(info.param.bug); });
 
 }  // namespace

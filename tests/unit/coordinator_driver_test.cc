@@ -200,6 +200,145 @@ TEST(CoordinatorDriver, an_abort_skips_read_only_branches_and_all_read_only_comm
   }
 }
 
+// --- the one-phase fast path -----------------------------------------------
+
+TEST(CoordinatorDriver, one_participant_commits_in_one_phase_with_the_record_after) {
+  Harness h(testing::one_phase_config());
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  const std::string txid = interactive(h, {"a"});
+  const uint64_t c = h.commit(txid);
+  EXPECT_FALSE(h.has_call(K::prepare)) << "no PREPARE";
+  AgentCall call = h.take(K::commit_one_phase, "a");
+  EXPECT_EQ(call.exec_count, 1u);
+  EXPECT_TRUE(h.proposals.empty()) << "no decision record before the commit";
+  h.reply(call, Harness::one_phase(Outcome::committed));
+  ASSERT_TRUE(h.answered(c)) << "answered from the agent's outcome";
+  EXPECT_EQ(h.answers.at(c).http_status, 200);
+  ASSERT_EQ(h.proposed_decisions().size(), 1u) << "then the register records it";
+  EXPECT_EQ(h.proposed_decisions()[0].outcome, Outcome::committed);
+  h.apply_all();
+  EXPECT_FALSE(h.has_call(K::commit)) << "no phase two";
+  h.advance(10);
+  h.apply_all();
+  EXPECT_TRUE(h.table.find(testing::parse(txid))->completed);
+  EXPECT_EQ(h.driver.in_flight(), 0u);
+}
+
+TEST(CoordinatorDriver, a_lost_one_phase_answer_is_asked_again_never_guessed) {
+  Harness h(testing::one_phase_config());
+  h.register_participants({"a"});
+  h.serve(kB1);
+  const std::string txid = interactive(h, {"a"});
+  const uint64_t c = h.commit(txid);
+  h.reply(h.take(K::commit_one_phase, "a"), Harness::lost());
+  EXPECT_FALSE(h.answered(c));
+  EXPECT_TRUE(h.proposals.empty());
+  h.advance(20);
+  // Asked again; the connection fails outright this time: still not a guess.
+  h.reply(h.take(K::commit_one_phase, "a"), Harness::error(409, "busy"));
+  h.advance(5);
+  AgentReply refused;
+  refused.delivery = AgentReply::Delivery::not_sent;
+  h.reply(h.take(K::commit_one_phase, "a"), refused);
+  EXPECT_FALSE(h.answered(c)) << "the first ask may have committed";
+  h.advance(100);
+  h.reply(h.take(K::commit_one_phase, "a"), Harness::one_phase(Outcome::committed));
+  EXPECT_EQ(h.answers.at(c).http_status, 200);
+}
+
+TEST(CoordinatorDriver, a_one_phase_abort_is_answered_and_not_logged) {
+  Harness h(testing::one_phase_config());
+  h.register_participants({"a"});
+  h.serve(kB1);
+  const std::string txid = interactive(h, {"a"});
+  const uint64_t c = h.commit(txid);
+  h.reply(h.take(K::commit_one_phase, "a"), Harness::one_phase(Outcome::aborted));
+  EXPECT_EQ(h.answers.at(c).http_status, 409);
+  EXPECT_EQ(h.json(c).at("reason").as_object().at("sqlstate").as_string(), "40001");
+  EXPECT_TRUE(h.proposals.empty());
+  EXPECT_FALSE(h.has_call(K::abort)) << "the agent has already rolled it back";
+  // Status still knows it.
+  const uint64_t s = h.req();
+  h.driver.status(s, txid, h.now);
+  h.pump();
+  EXPECT_EQ(h.json(s).at("state").as_string(), "aborted");
+}
+
+TEST(CoordinatorDriver, one_shot_one_phase_only_without_an_idempotency_key) {
+  Harness h(testing::one_phase_config());
+  h.register_participants({"a"});
+  h.serve(kB1);
+  SubmitRequest s;
+  s.branches = {{"a", {txn::Statement{"UPDATE t SET v = 1", {}}}}};
+  uint64_t r = h.req();
+  h.driver.submit(r, s, h.now);
+  h.pump();
+  AgentCall b = h.take(K::batch, "a");
+  EXPECT_TRUE(b.one_phase);
+  AgentReply ok;
+  ok.http_status = 200;
+  ok.batch = txn::BatchAnswer{};
+  ok.batch->results.resize(1);
+  ok.batch->results[0].ok = true;
+  ok.batch->one_phase = txn::OnePhaseAnswer{Outcome::committed, {}, false};
+  h.reply(b, ok);
+  EXPECT_EQ(h.answers.at(r).http_status, 200);
+  // With a key: the decision record comes first (T4).
+  s.idempotency_key = "k1";
+  r = h.req();
+  h.driver.submit(r, s, h.now);
+  h.pump();
+  EXPECT_FALSE(h.take(K::batch, "a").one_phase);
+}
+
+// A new leader asked about an older leader's txid that has no record: it
+// may have committed in one phase before that leader wrote it down, so the
+// agents are probed (raising their fence) before anything is presumed.
+TEST(CoordinatorDriver, a_new_leader_probes_before_presuming_an_older_txid_aborted) {
+  Harness h(testing::one_phase_config());
+  h.register_participants({"a", "b"});
+  h.serve(kB1);
+  const std::string committed = interactive(h, {"a"});
+  h.commit(committed);
+  h.take(K::commit_one_phase, "a");  // it commits there; the leader dies first
+  const std::string open = interactive(h, {"b"});
+  h.driver.on_not_serving();
+  h.pump();
+  h.calls.clear();
+  h.elect(kB2);
+  h.answer_sweep({});
+  const uint64_t s1 = h.req();
+  h.driver.status(s1, committed, h.now);
+  h.pump();
+  EXPECT_TRUE(h.proposals.empty());
+  AgentCall pa = h.take(K::probe, "a");
+  EXPECT_EQ(pa.ballot, kB2) << "the probe carries the new ballot (the fence)";
+  h.reply(pa, Harness::branch(txn::BranchState::committed));
+  EXPECT_TRUE(h.proposals.empty()) << "b has not answered";
+  // b is busy with it, then unreachable, then says it has no such branch.
+  h.reply(h.take(K::probe, "b"), Harness::branch(txn::BranchState::active, /*busy=*/true));
+  h.advance(5);
+  h.reply(h.take(K::probe, "b"), Harness::lost());
+  h.advance(60);
+  h.reply(h.take(K::probe, "b"), Harness::error(404, "not_found"));
+  ASSERT_EQ(h.proposed_decisions().size(), 1u);
+  EXPECT_EQ(h.proposed_decisions()[0].outcome, Outcome::committed);
+  h.apply_all();
+  EXPECT_EQ(h.json(s1).at("outcome").as_string(), "committed");
+
+  // The other: active at b, nowhere committed: aborted in the log.
+  const uint64_t s2 = h.req();
+  h.driver.status(s2, open, h.now);
+  h.pump();
+  h.reply(h.take(K::probe, "a"), Harness::error(404, "not_found"));
+  h.reply(h.take(K::probe, "b"), Harness::branch(txn::BranchState::active));
+  ASSERT_EQ(h.proposed_decisions().size(), 1u);
+  EXPECT_EQ(h.proposed_decisions()[0].outcome, Outcome::aborted);
+  h.apply_all();
+  EXPECT_EQ(h.json(s2).at("outcome").as_string(), "aborted");
+}
+
 TEST(CoordinatorDriver, abort_before_any_prepare_is_not_logged) {
   Harness h;
   h.register_participants({"a"});
@@ -518,6 +657,9 @@ TEST(CoordinatorDriver, exec_on_an_older_leaders_transaction_aborts_it) {
   h.elect(kB2);
   h.answer_sweep({});
   const uint64_t e = h.exec(old, "a");
+  // First a probe: did it commit in one phase at a? (No: still active there.)
+  EXPECT_TRUE(h.proposals.empty());
+  h.reply(h.take(K::probe, "a"), Harness::branch(txn::BranchState::active));
   h.apply_all();
   EXPECT_EQ(h.answers.at(e).http_status, 409);
   EXPECT_EQ(h.json(e).at("error").as_object().at("code").as_string(), "coordinator_failover");

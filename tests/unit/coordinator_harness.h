@@ -26,6 +26,14 @@ inline DriverConfig test_config() {
   c.completed_flush_ms = 5;
   c.watermark_every_ms = 100;
   c.sweep_retry_ms = 50;
+  // The two-phase paths are tested with one participant too; the one-phase
+  // tests turn it on (one_phase_config).
+  c.one_phase = false;
+  return c;
+}
+inline DriverConfig one_phase_config() {
+  DriverConfig c = test_config();
+  c.one_phase = true;
   return c;
 }
 
@@ -192,6 +200,21 @@ struct Harness {
     r.http_status = 200;
     r.vote = txn::VoteAnswer{};
     r.vote->vote = txn::Vote::read_only;
+    return r;
+  }
+  static AgentReply one_phase(Outcome o, bool read_only = false) {
+    AgentReply r;
+    r.http_status = 200;
+    r.one_phase = txn::OnePhaseAnswer{o, {}, read_only};
+    if (o == Outcome::aborted) r.one_phase->reason = txn::DbError{"40001", "could not serialize"};
+    return r;
+  }
+  static AgentReply branch(txn::BranchState s, bool busy = false) {
+    AgentReply r;
+    r.http_status = 200;
+    r.status = txn::BranchStatus{};
+    r.status->state = s;
+    r.status->busy = busy;
     return r;
   }
   static AgentReply applied(Outcome o) {
