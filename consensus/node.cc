@@ -249,7 +249,10 @@ void Node::maybe_snapshot() {
 void Node::publish_status() {
   if (!exec_) return;
   ReplicaStatus s = exec_->core().status();
+  const wal::LogStats log = storage_ ? storage_->log().stats() : wal::LogStats{};
   std::lock_guard lock(status_mu_);
+  status_.log_syncs = log.syncs;
+  status_.log_sync_ns = log.batch_sync_ns;
   status_.self = opt_.self;
   status_.role = stopping_ ? Role::follower : s.role;
   status_.serving = !stopping_ && s.serving;

@@ -102,6 +102,10 @@ struct NodeStatus {
   Slot commit_index = 0;
   Slot applied_index = 0;
   Slot snapshot_index = 0;
+  // The Paxos log's fdatasync calls and the time spent in them (counters
+  // since start): their ratio is the mean fsync latency.
+  uint64_t log_syncs = 0;
+  uint64_t log_sync_ns = 0;
 };
 
 struct NodeCallbacks {

@@ -94,6 +94,15 @@ std::string Coordinator::Impl::metrics_text() {
   line(fmt::format("dtx_paxos_serving {}", st.serving && driver->serving() ? 1 : 0));
   line("# TYPE dtx_paxos_ballot_round gauge");
   line(fmt::format("dtx_paxos_ballot_round {}", st.ballot.round));
+  line("# HELP dtx_paxos_fsync_total fdatasync calls of this replica's Paxos log.");
+  line("# TYPE dtx_paxos_fsync_total counter");
+  line(fmt::format("dtx_paxos_fsync_total {}", st.log_syncs));
+  line(
+      "# HELP dtx_paxos_fsync_seconds_total time spent in them (divide by the count: mean "
+      "fsync latency).");
+  line("# TYPE dtx_paxos_fsync_seconds_total counter");
+  line(fmt::format("dtx_paxos_fsync_seconds_total {:.6f}",
+                   static_cast<double>(st.log_sync_ns) / 1e9));
   line("# TYPE dtx_paxos_commit_index gauge");
   line(fmt::format("dtx_paxos_commit_index {}", st.commit_index));
   line("# TYPE dtx_paxos_applied_index gauge");

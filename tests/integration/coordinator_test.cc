@@ -177,6 +177,13 @@ TEST(CoordinatorCluster, a_one_participant_transaction_commits_in_one_phase) {
     return st == 200 && s["state"] == "completed";
   })) << json::serialize(s);
   EXPECT_EQ(outcome_of(s), "committed");
+  // The Paxos log's fsyncs are counted, with their time (mean latency).
+  auto m = c.call(rest::Method::get, "/metrics");
+  ASSERT_TRUE(m.ok());
+  const auto at = m->body.find("\ndtx_paxos_fsync_total ");
+  ASSERT_NE(at, std::string::npos) << m->body;
+  EXPECT_GT(std::stoll(m->body.substr(at + 23)), 0) << m->body.substr(at, 40);
+  EXPECT_NE(m->body.find("\ndtx_paxos_fsync_seconds_total "), std::string::npos);
 }
 
 // The leader is killed right after the agent committed in one phase, before
