@@ -3,17 +3,67 @@
 //   dtx-sim --seed 1234 --trace            # replay one seed, printing every event
 //   dtx-sim --seeds 500 --bug forgotten_promise   # show the checker catches a planted bug
 //   dtx-sim --seeds 500 --faults followers        # faults only to followers: leadership must stay
+//   dtx-sim --scenario commit --seeds 2000        # the commit simulation (dtx-commit-sim)
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
 
 #include "tests/sim/paxos_sim.h"
 #include "tests/sim/sim_faults.h"
 
+namespace {
+
+// --scenario commit: the whole-system commit simulation, which has its own
+// binary (dtx-commit-sim, next to this one) and options; it is run with the
+// other arguments. --scenario paxos (the default): this simulator.
+void run_scenario(int argc, char** argv) {
+  std::vector<char*> rest = {argv[0]};
+  std::string scenario = "paxos";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--scenario" && i + 1 < argc) {
+      scenario = argv[++i];
+    } else if (a.rfind("--scenario=", 0) == 0) {
+      scenario = a.substr(11);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  if (scenario == "paxos") return;
+  if (scenario != "commit") {
+    std::fprintf(stderr, "dtx-sim: --scenario takes paxos or commit, not '%s'\n", scenario.c_str());
+    std::exit(2);
+  }
+  const std::string self = argv[0];
+  const auto slash = self.rfind('/');
+  const std::string bin =
+      (slash == std::string::npos ? std::string(".") : self.substr(0, slash)) + "/dtx-commit-sim";
+  rest[0] = const_cast<char*>(bin.c_str());
+  rest.push_back(nullptr);
+  ::execv(bin.c_str(), rest.data());
+  std::fprintf(stderr, "dtx-sim: cannot run %s: %s\n", bin.c_str(), std::strerror(errno));
+  std::exit(2);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  run_scenario(argc, argv);
   CLI::App app{"Deterministic simulation of dtx's Multi-Paxos group."};
+  std::string scenario_unused = "paxos";
+  app.add_option("--scenario", scenario_unused,
+                 "paxos (this simulator), or commit: the whole-system commit simulation "
+                 "(dtx-commit-sim) with the other options");
   uint64_t seeds = 100, first = 1;
   std::optional<uint64_t> one;
   int replicas = 3;
