@@ -55,7 +55,11 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options,
   a->inquirer_ = std::make_unique<Inquirer>(a->opt_.coordinators, *a->client_, 3000);
   a->lanes_ = std::make_unique<LanePool>(kLanes, a->opt_.workers, a->opt_.queue_max,
                                          "agent " + a->opt_.name);
-  if (!a->opt_.listen.empty()) DTX_RETURN_IF_ERROR(a->serve_http());
+  if (!a->opt_.listen.empty()) {
+    // Not `unavailable`: a port taken is a configuration problem, not a
+    // database still starting (agent_main waits for the latter).
+    if (Status s = a->serve_http(); !s.ok()) return error(Code::failed_precondition, s.message());
+  }
   a->last_housekeeping_ms_ = a->now_ms();  // open() just did it
   if (a->opt_.run_ticker) a->ticker_ = std::thread([p = a.get()] { p->ticker_loop(); });
   spdlog::info(

@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <sstream>
@@ -208,13 +210,25 @@ int run_agent(const Flags& f) {
         "branch or a commit in a crash",
         f.opt.name);
   }
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  // A database that does not answer yet (starting, recovering from a crash)
+  // is waited for, with backoff, rather than given up on: nothing is served
+  // before recovery has run (A5), so waiting changes nothing but the delay.
   auto agent = Agent::start(f.opt, make_resource(f));
+  for (int64_t wait_ms = 250; !agent.ok() && agent.status().code() == Code::unavailable && !g_stop;
+       wait_ms = std::min<int64_t>(wait_ms * 2, 5000)) {
+    spdlog::warn("agent {}: the database does not answer yet ({}); trying again in {} ms",
+                 f.opt.name, agent.status().describe(), wait_ms);
+    for (int64_t slept = 0; slept < wait_ms && !g_stop; slept += 50)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    agent = Agent::start(f.opt, make_resource(f));
+  }
+  if (g_stop && !agent.ok()) return 0;
   if (!agent.ok()) {
     spdlog::critical("agent {} cannot start: {}", f.opt.name, agent.status().describe());
     return 1;
   }
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
-  std::signal(SIGINT, [](int) { g_stop = 1; });
   while (!g_stop)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   spdlog::info("agent {} stopping", f.opt.name);
