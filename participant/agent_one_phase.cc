@@ -12,17 +12,10 @@ namespace dtx::participant {
 
 bool lock_briefly(std::unique_lock<std::mutex>& lock);  // agent_steps.cc
 StepAnswer busy_answer();                               // agent_steps.cc
+StepAnswer api_error(int status, std::string_view code, std::string message,
+                     std::optional<std::string> state = std::nullopt);  // agent_steps.cc
 
 namespace {
-
-StepAnswer api_error(int status, std::string_view code, std::string message,
-                     std::optional<std::string> state = std::nullopt) {
-  txn::ApiError e;
-  e.code = std::string(code);
-  e.message = std::move(message);
-  e.state = std::move(state);
-  return StepAnswer{status, e.to_json()};
-}
 
 txn::OnePhaseAnswer committed_answer(bool read_only) {
   txn::OnePhaseAnswer a;

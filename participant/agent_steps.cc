@@ -13,14 +13,20 @@ namespace dtx::participant {
 
 namespace json = boost::json;
 
-namespace {
-
-StepAnswer api_error(int status, std::string_view code, std::string message) {
+// An error answer; state: the branch's state, for not_active/not_prepared.
+// Shared with agent_decide.cc and agent_one_phase.cc.
+StepAnswer api_error(int status, std::string_view code, std::string message,
+                     std::optional<std::string> state = std::nullopt);
+StepAnswer api_error(int status, std::string_view code, std::string message,
+                     std::optional<std::string> state) {
   txn::ApiError e;
   e.code = std::string(code);
   e.message = std::move(message);
+  e.state = std::move(state);
   return StepAnswer{status, e.to_json()};
 }
+
+namespace {
 
 StepAnswer api_error(int status, txn::ApiError e) {
   return StepAnswer{status, e.to_json()};

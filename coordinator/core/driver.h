@@ -446,6 +446,13 @@ class Driver {
   void on_probe_reply(const Txid& id, const std::string& participant, AgentReply& r,
                       const Now& now);
   void probes_due(const Now& now);
+  // A DECISION naming one participant (a one-phase commit found by a probe,
+  // an orphan's abort), proposed and remembered as this txid's proposal.
+  void propose_one_participant(const Txid& id, Outcome o, const AbortReason& reason,
+                               const std::string& participant, const Now& now);
+  // A call to a registered agent by name (list, probe), with this leader's
+  // fencing fields, queued in the effects; nullptr if the name is unknown.
+  AgentCall* new_registry_call(AgentCall::Kind kind, const std::string& participant);
   void on_vote(Txn& t, Branch& b, AgentReply& r, const Now& now);
   void vote_no(Txn& t, Branch& b, const AbortReason& reason, const Now& now);
   void maybe_decide(Txn& t, const Now& now);

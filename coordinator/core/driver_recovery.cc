@@ -127,20 +127,26 @@ void Driver::probe_before_deciding(uint64_t req, Ask ask, const Txid& id, const 
 
 void Driver::send_probe(const Txid& id, const std::string& participant, const Now& now) {
   (void)now;
+  AgentCall* c = new_registry_call(AgentCall::Kind::probe, participant);
+  if (!c) return;
+  c->txid = id;
+  calls_[c->id] = CallRef{id, participant, false, "", AgentCall::Kind::probe};
+}
+
+AgentCall* Driver::new_registry_call(AgentCall::Kind kind, const std::string& participant) {
   const RegistryEntry* e = table_->participant(participant);
-  if (!e) return;
+  if (!e) return nullptr;
   AgentCall c;
   c.id = next_call_++;
-  c.kind = AgentCall::Kind::probe;
+  c.kind = kind;
   c.participant = participant;
   c.agent_id = e->agent_id;
   c.url = e->url;
-  c.txid = id;
   c.ballot = ballot_;
   c.watermark = table_->watermark();
   c.timeout_ms = cfg_.decision_timeout_ms;
-  calls_[c.id] = CallRef{id, participant, false, "", AgentCall::Kind::probe};
   fx_.calls.push_back(std::move(c));
+  return &fx_.calls.back();
 }
 
 // A probe is conclusive when the agent answered with the branch not busy
@@ -179,18 +185,23 @@ void Driver::on_probe_reply(const Txid& id, const std::string& participant, Agen
   }
   // Committed in one phase: the register says so too.
   register_proposed_.insert(id);
+  event(Event::Level::info, &id,
+        "committed in one phase at '" + committed_at + "': proposing its COMMIT record");
+  propose_one_participant(id, Outcome::committed, AbortReason{}, committed_at, now);
+}
+
+void Driver::propose_one_participant(const Txid& id, Outcome o, const AbortReason& reason,
+                                     const std::string& participant, const Now& now) {
   DecisionRecord d;
   d.txid = id;
   d.term = ballot_;
-  d.outcome = Outcome::committed;
+  d.outcome = o;
+  d.reason = reason;
   d.decided_at_ms = now.wall_ms;
-  if (const RegistryEntry* e = table_->participant(committed_at)) {
-    d.participants.push_back(Enlisted{committed_at, e->agent_id});
+  if (const RegistryEntry* re = table_->participant(participant)) {
+    d.participants.push_back(Enlisted{participant, re->agent_id});
   }
-  event(Event::Level::info, &id,
-        "committed in one phase at '" + committed_at + "': proposing its COMMIT record");
-  uint64_t prop = propose(std::move(d));
-  proposals_[prop] = id;
+  proposals_[propose(std::move(d))] = id;
 }
 
 void Driver::probes_due(const Now& now) {
@@ -368,25 +379,15 @@ void Driver::start_sweep(const Now& now) {
 
 void Driver::send_list(const std::string& participant, const std::string& after, const Now& now) {
   (void)now;
-  const RegistryEntry* e = table_->participant(participant);
-  if (!e) {
+  AgentCall* c = new_registry_call(AgentCall::Kind::list, participant);
+  if (!c) {
     sweep_pending_.erase(participant);
     return;
   }
-  AgentCall c;
-  c.id = next_call_++;
-  c.kind = AgentCall::Kind::list;
-  c.participant = participant;
-  c.agent_id = e->agent_id;
-  c.url = e->url;
-  c.ballot = ballot_;
-  c.watermark = table_->watermark();
-  c.timeout_ms = cfg_.decision_timeout_ms;
-  c.after = after;
-  c.list_limit = cfg_.list_page;
-  calls_[c.id] = CallRef{Txid{}, participant, true, after, AgentCall::Kind::list};
+  c->after = after;
+  c->list_limit = cfg_.list_page;
+  calls_[c->id] = CallRef{Txid{}, participant, true, after, AgentCall::Kind::list};
   sweep_in_flight_.insert(participant);
-  fx_.calls.push_back(std::move(c));
 }
 
 void Driver::on_list_reply(const std::string& participant, const std::string& after, AgentReply& r,
@@ -547,21 +548,14 @@ void Driver::propose_orphan_abort(const Txid& id, const std::string& participant
   }
   if (orphan_props_.count(id) || register_proposed_.count(id)) return;
   orphan_props_.insert(id);
-  DecisionRecord d;
-  d.txid = id;
-  d.term = ballot_;
-  d.outcome = Outcome::aborted;
-  d.reason = AbortReason{"", "coordinator_failover",
-                         "prepared under a previous coordinator leader that did not decide it", ""};
-  d.decided_at_ms = now.wall_ms;
-  if (const RegistryEntry* re = table_->participant(participant)) {
-    d.participants.push_back(Enlisted{participant, re->agent_id});
-  }
   // No idempotency key: aborting an orphan does not consume its key (T4).
   event(Event::Level::warn, &id,
         "orphan found prepared at '" + participant + "': proposing ABORT (coordinator failover)");
-  uint64_t p = propose(std::move(d));
-  proposals_[p] = id;
+  propose_one_participant(
+      id, Outcome::aborted,
+      AbortReason{"", "coordinator_failover",
+                  "prepared under a previous coordinator leader that did not decide it", ""},
+      participant, now);
 }
 
 // ---------------------------------------------------------------------------
